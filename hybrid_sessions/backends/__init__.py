@@ -1,0 +1,1 @@
+"""Session engines, one module each, each exposing ``SessionStore`` for ``SESSION_ENGINE``."""

@@ -1,0 +1,342 @@
+"""What every server-stored engine shares: hashed keys and lossless concurrent saves.
+
+Django's engines write the whole session on save, so two overlapping requests
+that change different keys erase each other's change. Here a save sends only
+what this request changed, as a compare-and-set against the version it loaded;
+if another request saved first, the changes are merged onto the newer state
+and the write is retried, a bounded number of times. No lock is ever held
+across a request.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from django.contrib.sessions.backends.base import (
+    VALID_KEY_CHARS,
+    CreateError,
+    SessionBase,
+    UpdateError,
+)
+from django.core.exceptions import SuspiciousOperation
+from django.utils.crypto import get_random_string
+
+from ..conf import conf
+from ..exceptions import SessionStoreUnavailable
+from ..stores.base import CasResult, ServerStore, SessionMeta, StoredSession, digest
+
+logger = logging.getLogger("hybrid_sessions")
+security_logger = logging.getLogger("django.security.SuspiciousSession")
+
+#: No key we issue is longer; anything longer is refused before it is hashed.
+MAX_KEY_LENGTH = 256
+#: Attempts at finding an unused key; with 165 random bits one always succeeds.
+CREATE_ATTEMPTS = 8
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one request did to a session, to be replayed onto newer stored state."""
+
+    set: dict[str, Any] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    replace: bool = False
+
+    def __bool__(self) -> bool:
+        return self.replace or bool(self.set) or bool(self.deleted)
+
+    def apply(self, latest: dict[str, Any]) -> dict[str, Any]:
+        if self.replace:
+            return dict(self.set)
+        merged = {k: v for k, v in latest.items() if k not in self.deleted}
+        merged.update(self.set)
+        return merged
+
+
+def diff(baseline: dict[str, Any] | None, current: dict[str, Any], replace: bool) -> Changes:
+    """The keys ``current`` sets or deletes relative to ``baseline``.
+
+    Comparing values (rather than tracking ``__setitem__``) also catches in-place
+    mutation such as ``session["cart"].append(x)``.
+    """
+    if replace or baseline is None:
+        return Changes(set=dict(current), replace=replace)
+    missing = object()
+    changed = {k: v for k, v in current.items() if baseline.get(k, missing) != v}
+    return Changes(set=changed, deleted=set(baseline) - set(current))
+
+
+class ServerSessionBase(SessionBase):
+    """A ``SessionBase`` over a :class:`~hybrid_sessions.stores.base.ServerStore`."""
+
+    store_class: ClassVar[type[Any]]
+    _stores: ClassVar[dict[type[Any], ServerStore]] = {}
+
+    def __init__(
+        self,
+        session_key: str | None = None,
+        *,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        super().__init__(session_key)
+        self._version: int | None = None
+        self._baseline: bytes | None = None
+        self._cleared = False
+        self._unavailable = False
+        self.ip_address = ip_address
+        self.user_agent = user_agent
+
+    # -- the store --------------------------------------------------------------
+
+    @classmethod
+    def get_store(cls) -> ServerStore:
+        """The store instance for this engine (one per store class and process)."""
+        store = cls._stores.get(cls.store_class)
+        if store is None:
+            store = cls._stores[cls.store_class] = cls.store_class()
+        return store
+
+    @property
+    def store(self) -> ServerStore:
+        return self.get_store()
+
+    # -- keys -------------------------------------------------------------------
+
+    def _validate_session_key(self, key: str | None) -> bool:
+        return bool(key) and 8 <= len(key) <= MAX_KEY_LENGTH  # type: ignore[arg-type]
+
+    def _new_key(self) -> str:
+        return get_random_string(32, VALID_KEY_CHARS)
+
+    def _get_new_session_key(self) -> str:
+        # Uniqueness is enforced by the atomic create, not by a racy exists() check.
+        return self._new_key()
+
+    async def _aget_new_session_key(self) -> str:
+        return self._new_key()
+
+    # -- (de)serialisation and metadata -----------------------------------------
+
+    def _dumps(self, data: dict[str, Any]) -> bytes:
+        blob = self.serializer().dumps(data)
+        return blob if isinstance(blob, bytes) else str(blob).encode()
+
+    def _loads(self, blob: bytes | None) -> dict[str, Any]:
+        if not blob:
+            return {}
+        try:
+            data = self.serializer().loads(blob)
+        except Exception as exc:  # noqa: BLE001 - any corrupt record reads as empty
+            security_logger.warning("Session data corrupted: %s", exc)
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _meta(self, data: dict[str, Any]) -> SessionMeta:
+        user_id = data.get("_auth_user_id")
+        return SessionMeta(
+            expires_at=self.get_expiry_date(expiry=data.get("_session_expiry")),
+            user_id=None if user_id is None else str(user_id),
+            ip_address=self.ip_address if conf.TRACK_IP_ADDRESS else None,
+            user_agent=self.user_agent if conf.TRACK_USER_AGENT else None,
+        )
+
+    # -- loading ----------------------------------------------------------------
+
+    def _loaded(self, record: StoredSession | None) -> dict[str, Any]:
+        if record is None:
+            # Unknown, forged or expired: forget the key so a save creates a fresh
+            # one; nothing is written for it (CVE-2015-5143).
+            self._session_key = None
+            self._version = None
+            self._baseline = None
+            return {}
+        self._version = record.version
+        self._baseline = record.data
+        return self._loads(record.data)
+
+    def _unavailable_on_load(self, exc: SessionStoreUnavailable) -> dict[str, Any]:
+        if conf.ON_STORE_ERROR != "empty":
+            raise exc
+        # Keep the key: the cookie stays, the user is not logged out, and a
+        # write in this request fails rather than replacing the session.
+        logger.error("Session store unavailable, serving an empty session: %s", exc)
+        self._unavailable = True
+        return {}
+
+    def load(self) -> dict[str, Any]:
+        if self.session_key is None:
+            return {}
+        try:
+            return self._loaded(self.store.get(digest(self.session_key)))
+        except SessionStoreUnavailable as exc:
+            return self._unavailable_on_load(exc)
+
+    async def aload(self) -> dict[str, Any]:
+        if self.session_key is None:
+            return {}
+        try:
+            return self._loaded(await self.store.aget(digest(self.session_key)))
+        except SessionStoreUnavailable as exc:
+            return self._unavailable_on_load(exc)
+
+    def exists(self, session_key: str | None) -> bool:
+        if not self._validate_session_key(session_key):
+            return False
+        return self.store.exists(digest(session_key))  # type: ignore[arg-type]
+
+    async def aexists(self, session_key: str | None) -> bool:
+        if not self._validate_session_key(session_key):
+            return False
+        return await self.store.aexists(digest(session_key))  # type: ignore[arg-type]
+
+    # -- creating ---------------------------------------------------------------
+
+    def create(self) -> None:
+        for _ in range(CREATE_ATTEMPTS):
+            self._session_key = self._new_key()
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+        raise SuspiciousOperation("Could not find an unused session key.")
+
+    async def acreate(self) -> None:
+        for _ in range(CREATE_ATTEMPTS):
+            self._session_key = self._new_key()
+            try:
+                await self.asave(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+        raise SuspiciousOperation("Could not find an unused session key.")
+
+    def _created(self, blob: bytes) -> None:
+        self._version = 1
+        self._baseline = blob
+        self._cleared = False
+
+    # -- saving -----------------------------------------------------------------
+
+    def clear(self) -> None:
+        super().clear()
+        self._cleared = True
+
+    def _check_writable(self) -> None:
+        if self._unavailable:
+            raise SessionStoreUnavailable(
+                "The session store was unavailable when this session was read; "
+                "refusing to overwrite it."
+            )
+
+    def _plan(self, data: dict[str, Any]) -> Changes:
+        baseline = self._loads(self._baseline) if self._baseline is not None else None
+        return diff(baseline, data, self._cleared)
+
+    def _after_write(self, result: CasResult, target: dict[str, Any], blob: bytes) -> None:
+        self._version = result.version
+        self._baseline = blob
+        self._cleared = False
+        self._session_cache = target
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            return self.create()
+        self._check_writable()
+        data = self._get_session(no_load=must_create)
+        if self.session_key is None:
+            # The key we were given matched no live session: start a new one.
+            return self.create()
+        key = digest(self.session_key)
+        if must_create:
+            blob = self._dumps(data)
+            if not self.store.create(key, blob, self._meta(data)):
+                raise CreateError
+            return self._created(blob)
+        changes = self._plan(data)
+        version, target = self._version, data
+        for _ in range(max(1, conf.SAVE_MAX_RETRIES)):
+            blob = self._dumps(target)
+            meta = self._meta(target)
+            if version is None:
+                result = CasResult(ok=False, current=self.store.get(key))
+            elif not changes and blob == self._baseline:
+                # Nothing changed (SESSION_SAVE_EVERY_REQUEST): only extend the expiry.
+                if not self.store.touch(key, meta):
+                    raise UpdateError
+                return None
+            else:
+                result = self.store.compare_and_set(key, version, blob, meta)
+            if result.ok:
+                return self._after_write(result, target, blob)
+            if result.current is None:
+                raise UpdateError
+            version = result.current.version
+            target = changes.apply(self._loads(result.current.data))
+        raise UpdateError
+
+    async def asave(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            return await self.acreate()
+        self._check_writable()
+        data = await self._aget_session(no_load=must_create)
+        if self.session_key is None:
+            return await self.acreate()
+        key = digest(self.session_key)
+        if must_create:
+            blob = self._dumps(data)
+            if not await self.store.acreate(key, blob, self._meta(data)):
+                raise CreateError
+            return self._created(blob)
+        changes = self._plan(data)
+        version, target = self._version, data
+        for _ in range(max(1, conf.SAVE_MAX_RETRIES)):
+            blob = self._dumps(target)
+            meta = self._meta(target)
+            if version is None:
+                result = CasResult(ok=False, current=await self.store.aget(key))
+            elif not changes and blob == self._baseline:
+                if not await self.store.atouch(key, meta):
+                    raise UpdateError
+                return None
+            else:
+                result = await self.store.acompare_and_set(key, version, blob, meta)
+            if result.ok:
+                return self._after_write(result, target, blob)
+            if result.current is None:
+                raise UpdateError
+            version = result.current.version
+            target = changes.apply(self._loads(result.current.data))
+        raise UpdateError
+
+    # -- deleting ---------------------------------------------------------------
+
+    def _key_to_delete(self, session_key: str | None) -> str | None:
+        if session_key is None:
+            session_key = self.session_key
+        if not self._validate_session_key(session_key):
+            return None
+        return digest(session_key)  # type: ignore[arg-type]
+
+    def delete(self, session_key: str | None = None) -> None:
+        key = self._key_to_delete(session_key)
+        if key is not None:
+            self.store.delete(key)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        key = self._key_to_delete(session_key)
+        if key is not None:
+            await self.store.adelete(key)
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        cls.get_store().clear_expired()
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        await cls.get_store().aclear_expired()

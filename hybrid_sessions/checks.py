@@ -1,0 +1,138 @@
+"""System checks for mistakes a site can make in its settings (``hybrid_sessions.E001``...)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning
+
+from .conf import conf
+
+#: Browsers drop a cookie whose name, value and attributes exceed this (RFC 6265 §6.1).
+BROWSER_COOKIE_LIMIT = 4096
+ALLOWED_ALGORITHMS = ("HS256", "HS384", "HS512")
+OUR_ENGINES = ("hybrid_sessions.backends.db", "hybrid_sessions.backends.cache")
+#: Django cache backends whose data is private to one process.
+PROCESS_LOCAL_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+def _int_setting(name: str, minimum: int, check_id: str) -> list[CheckMessage]:
+    try:
+        value = getattr(conf, name)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value < minimum:
+        return [
+            Error(
+                f"HYBRID_SESSIONS_{name} must be an integer of at least {minimum}.",
+                id=check_id,
+            )
+        ]
+    return []
+
+
+def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every configuration check of the app, in id order."""
+    errors: list[CheckMessage] = []
+    if conf.JWT_ALGORITHM not in ALLOWED_ALGORITHMS:
+        errors.append(
+            Error(
+                f"HYBRID_SESSIONS_JWT_ALGORITHM is {conf.JWT_ALGORITHM!r}.",
+                hint=f"Use one of {', '.join(ALLOWED_ALGORITHMS)}: session tokens are signed "
+                "with the site's secret, so only HMAC algorithms apply.",
+                id="hybrid_sessions.E001",
+            )
+        )
+    budget_errors = _int_setting("COOKIE_MAX_BYTES", 256, "hybrid_sessions.E002")
+    errors += budget_errors
+    if not budget_errors and conf.COOKIE_MAX_BYTES > BROWSER_COOKIE_LIMIT:
+        errors.append(
+            Warning(
+                f"HYBRID_SESSIONS_COOKIE_MAX_BYTES is {conf.COOKIE_MAX_BYTES}, above the "
+                f"{BROWSER_COOKIE_LIMIT} bytes browsers accept.",
+                hint="Browsers silently drop larger cookies, which logs users out. "
+                f"Use at most {BROWSER_COOKIE_LIMIT}.",
+                id="hybrid_sessions.W003",
+            )
+        )
+    inline_errors = _int_setting("INLINE_MAX_BYTES", 0, "hybrid_sessions.E004")
+    errors += inline_errors
+    if not (inline_errors or budget_errors) and conf.INLINE_MAX_BYTES > conf.COOKIE_MAX_BYTES:
+        errors.append(
+            Error(
+                f"HYBRID_SESSIONS_INLINE_MAX_BYTES ({conf.INLINE_MAX_BYTES}) is above "
+                f"HYBRID_SESSIONS_COOKIE_MAX_BYTES ({conf.COOKIE_MAX_BYTES}).",
+                hint="Inline sessions would be refused at save time; lower the inline budget.",
+                id="hybrid_sessions.E005",
+            )
+        )
+    if conf.SPILL_ENGINE not in OUR_ENGINES:
+        errors.append(
+            Error(
+                f"HYBRID_SESSIONS_SPILL_ENGINE is {conf.SPILL_ENGINE!r}.",
+                hint=f"Use one of {', '.join(OUR_ENGINES)}.",
+                id="hybrid_sessions.E006",
+            )
+        )
+    errors += _cache_checks()
+    if conf.ON_STORE_ERROR not in ("raise", "empty"):
+        errors.append(
+            Error(
+                f"HYBRID_SESSIONS_ON_STORE_ERROR is {conf.ON_STORE_ERROR!r}.",
+                hint="Use 'raise' (the default) or 'empty'.",
+                id="hybrid_sessions.E009",
+            )
+        )
+    errors += _int_setting("REVALIDATE_SECONDS", 0, "hybrid_sessions.E010")
+    errors += _int_setting("CLEAR_EXPIRED_BATCH_SIZE", 1, "hybrid_sessions.E011")
+    errors += _int_setting("SAVE_MAX_RETRIES", 1, "hybrid_sessions.E012")
+    return errors
+
+
+def _uses_redis_store() -> bool:
+    engine = getattr(settings, "SESSION_ENGINE", "")
+    if engine == "hybrid_sessions.backends.cache":
+        return True
+    return engine == "hybrid_sessions.backends.hybrid" and (
+        conf.SPILL_ENGINE == "hybrid_sessions.backends.cache"
+    )
+
+
+def _cache_checks() -> list[CheckMessage]:
+    if not _uses_redis_store():
+        return []
+    alias = getattr(settings, "SESSION_CACHE_ALIAS", "default")
+    caches: dict[str, dict[str, Any]] = getattr(settings, "CACHES", {})
+    backend = caches.get(alias, {}).get("BACKEND", "")
+    if alias not in caches:
+        return [
+            Error(
+                f"SESSION_CACHE_ALIAS {alias!r} is not in CACHES.",
+                id="hybrid_sessions.E007",
+            )
+        ]
+    if backend in PROCESS_LOCAL_CACHES:
+        return [
+            Warning(
+                f"The session cache {alias!r} uses {backend}, which is not shared between "
+                "processes.",
+                hint="Each worker would see its own sessions. Point SESSION_CACHE_ALIAS at a "
+                "django-redis cache.",
+                id="hybrid_sessions.W008",
+            )
+        ]
+    if not backend.startswith("django_redis."):
+        return [
+            Error(
+                f"The session cache {alias!r} uses {backend}; the Redis session store needs "
+                "django-redis.",
+                hint="Use BACKEND 'django_redis.cache.RedisCache'.",
+                id="hybrid_sessions.E007",
+            )
+        ]
+    return []

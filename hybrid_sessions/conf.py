@@ -1,0 +1,93 @@
+"""Typed, lazily read ``HYBRID_SESSIONS_*`` settings.
+
+Every property reads ``django.conf.settings`` on access, so
+``override_settings`` works in tests and nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from django.conf import settings as django_settings
+
+#: Keys that the hybrid engine keeps in the cookie even when the rest of the
+#: session is spilled: enough for ``request.user`` and the expiry policy.
+DEFAULT_COOKIE_KEYS: tuple[str, ...] = (
+    "_auth_user_id",
+    "_auth_user_backend",
+    "_auth_user_hash",
+    "_session_expiry",
+)
+
+
+class Settings:
+    """One property per ``HYBRID_SESSIONS_*`` setting, with its default."""
+
+    def _get(self, name: str, default: Any) -> Any:
+        return getattr(django_settings, f"HYBRID_SESSIONS_{name}", default)
+
+    @property
+    def TRACK_IP_ADDRESS(self) -> bool:
+        """Record the client's IP address with server-side sessions (personal data)."""
+        return bool(self._get("TRACK_IP_ADDRESS", False))
+
+    @property
+    def TRACK_USER_AGENT(self) -> bool:
+        """Record the client's User-Agent with server-side sessions (personal data)."""
+        return bool(self._get("TRACK_USER_AGENT", False))
+
+    @property
+    def CLEAR_EXPIRED_BATCH_SIZE(self) -> int:
+        """Rows deleted per statement by ``clear_expired()``: flat memory, short locks."""
+        return int(self._get("CLEAR_EXPIRED_BATCH_SIZE", 1000))
+
+    @property
+    def SAVE_MAX_RETRIES(self) -> int:
+        """Compare-and-set attempts before a save under contention gives up."""
+        return int(self._get("SAVE_MAX_RETRIES", 20))
+
+    @property
+    def ON_STORE_ERROR(self) -> Literal["raise", "empty"]:
+        """What a read does when the server store is down: raise, or act as an empty session."""
+        value: Literal["raise", "empty"] = self._get("ON_STORE_ERROR", "raise")
+        return value
+
+    @property
+    def JWT_ALGORITHM(self) -> str:
+        """The one HMAC algorithm cookie tokens are signed and verified with."""
+        return str(self._get("JWT_ALGORITHM", "HS256"))
+
+    @property
+    def ENCRYPT(self) -> bool:
+        """Encrypt cookie payloads with AES-256-GCM, not only sign them."""
+        return bool(self._get("ENCRYPT", False))
+
+    @property
+    def COOKIE_MAX_BYTES(self) -> int:
+        """Budget for the whole Set-Cookie (name, value, attributes); browsers drop > 4096."""
+        return int(self._get("COOKIE_MAX_BYTES", 4096))
+
+    @property
+    def INLINE_MAX_BYTES(self) -> int:
+        """Largest hybrid cookie value that still carries the data itself."""
+        return int(self._get("INLINE_MAX_BYTES", 3072))
+
+    @property
+    def SPILL_ENGINE(self) -> str:
+        """The server-side engine that holds the hybrid engine's records and spilled data."""
+        return str(self._get("SPILL_ENGINE", "hybrid_sessions.backends.db"))
+
+    @property
+    def REVALIDATE_SECONDS(self) -> int:
+        """How long a hybrid cookie is trusted on reads before the server is asked again."""
+        return int(self._get("REVALIDATE_SECONDS", 60))
+
+    @property
+    def COOKIE_KEYS(self) -> Sequence[str]:
+        """Keys the hybrid engine keeps in the cookie when it spills the rest."""
+        extra = tuple(self._get("COOKIE_KEYS", ()))
+        return DEFAULT_COOKIE_KEYS + tuple(k for k in extra if k not in DEFAULT_COOKIE_KEYS)
+
+
+conf = Settings()

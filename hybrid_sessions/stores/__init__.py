@@ -1,0 +1,1 @@
+"""Server-side stores: the only modules that speak SQL (by ORM) or Redis."""

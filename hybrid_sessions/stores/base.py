@@ -1,0 +1,126 @@
+"""The protocol every server-side store implements.
+
+Stores know nothing of Django's ``SessionBase``: they keep opaque, already
+serialised session data under the SHA-256 digest of a session key, with a
+version number for optimistic compare-and-set, an expiry, and the metadata an
+operator needs (user, created, last activity, IP address, user agent).
+A record may hold no data at all: the hybrid engine keeps small sessions in
+its cookie and only a revocable record on the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+def digest(session_key: str) -> str:
+    """The at-rest identity of a session: SHA-256 of its key, hex encoded.
+
+    Keys carry about 165 bits of entropy, so an unkeyed hash cannot be reversed,
+    and it stays valid when ``SECRET_KEY`` rotates.
+    """
+    return hashlib.sha256(session_key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """What a store returns for a live session."""
+
+    data: bytes | None
+    version: int
+    expires_at: datetime
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMeta:
+    """What a store keeps beside the data, recomputed at every write."""
+
+    expires_at: datetime
+    user_id: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One row of a user's session list: everything but the data."""
+
+    digest: str
+    user_id: str | None
+    created_at: datetime
+    last_activity: datetime
+    expires_at: datetime
+    ip_address: str | None
+    user_agent: str | None
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class CasResult:
+    """Outcome of a compare-and-set write.
+
+    ``ok`` with ``version`` the new version; otherwise ``current`` is the state
+    that won (``None`` when the session is gone: deleted, flushed or expired).
+    """
+
+    ok: bool
+    version: int = 0
+    current: StoredSession | None = None
+
+
+class ServerStore(Protocol):
+    """A server-side session store; sync and native async methods side by side."""
+
+    def get(self, digest: str) -> StoredSession | None:
+        """The live session under ``digest``, or ``None`` if missing or expired."""
+
+    def exists(self, digest: str) -> bool:
+        """Whether a live session exists under ``digest``."""
+
+    def create(self, digest: str, data: bytes | None, meta: SessionMeta) -> bool:
+        """Atomically create version 1; ``False`` if the digest is taken."""
+
+    def compare_and_set(
+        self, digest: str, version: int, data: bytes | None, meta: SessionMeta
+    ) -> CasResult:
+        """Write ``data`` only if the stored version is still ``version``."""
+
+    def touch(self, digest: str, meta: SessionMeta) -> bool:
+        """Extend a live session's expiry and activity; ``False`` if it is gone."""
+
+    def delete(self, digest: str) -> None:
+        """Remove the session (and its user-index entry), if present."""
+
+    def list_user(self, user_id: str) -> Sequence[SessionInfo]:
+        """Live sessions of one user, newest activity first."""
+
+    def delete_user(self, user_id: str, keep: str | None = None) -> int:
+        """Remove every session of one user but ``keep`` (a digest); return the count."""
+
+    def clear_expired(self) -> int:
+        """Remove expired sessions; return how many were removed."""
+
+    async def aget(self, digest: str) -> StoredSession | None: ...
+
+    async def aexists(self, digest: str) -> bool: ...
+
+    async def acreate(self, digest: str, data: bytes | None, meta: SessionMeta) -> bool: ...
+
+    async def acompare_and_set(
+        self, digest: str, version: int, data: bytes | None, meta: SessionMeta
+    ) -> CasResult: ...
+
+    async def atouch(self, digest: str, meta: SessionMeta) -> bool: ...
+
+    async def adelete(self, digest: str) -> None: ...
+
+    async def alist_user(self, user_id: str) -> Sequence[SessionInfo]: ...
+
+    async def adelete_user(self, user_id: str, keep: str | None = None) -> int: ...
+
+    async def aclear_expired(self) -> int: ...

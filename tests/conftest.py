@@ -1,0 +1,70 @@
+"""Fixtures shared by every test module.
+
+Servers: on a developer's machine a missing Redis skips the tests that need it,
+with a message; under ``CI=true`` a missing server fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from tests.engines import ENGINES, Engine
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), 1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_available() -> bool:
+    return _reachable(settings.CACHES["default"]["LOCATION"])
+
+
+@pytest.fixture(autouse=True)
+def _redis_guard(request: pytest.FixtureRequest, redis_available: bool) -> Iterator[None]:
+    """Skip (or, in CI, fail) Redis tests without a server; give each a clean Redis db."""
+    if request.node.get_closest_marker("redis") is None:
+        yield
+        return
+    if not redis_available:
+        message = "Redis is not reachable on " + settings.CACHES["default"]["LOCATION"]
+        if IN_CI:
+            pytest.fail(message + " (CI=true: a missing server is a failure)")
+        pytest.skip(message + "; skipping the Redis tests")
+    from django_redis import get_redis_connection
+
+    get_redis_connection("default").flushdb()
+    yield
+    get_redis_connection("default").flushdb()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests parametrised over a Redis engine carry the ``redis`` mark."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        engine = callspec.params.get("engine") if callspec else None
+        if isinstance(engine, Engine) and engine.needs_redis:
+            item.add_marker(pytest.mark.redis)
+
+
+@pytest.fixture(params=ENGINES, ids=[e.name for e in ENGINES])
+def engine(request: pytest.FixtureRequest, db: Any) -> Iterator[Engine]:
+    """Every engine of the package in turn, active as SESSION_ENGINE."""
+    eng: Engine = request.param
+    with override_settings(SESSION_ENGINE=eng.path, **eng.settings):
+        yield eng

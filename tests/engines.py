@@ -1,0 +1,46 @@
+"""The engines the contract suite runs against, and how to inspect their server side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any
+
+
+def _db_records() -> int:
+    from hybrid_sessions.models import Session
+
+    return Session.objects.count()
+
+
+def _redis_records() -> int:
+    from django_redis import get_redis_connection
+
+    return sum(1 for _ in get_redis_connection("default").scan_iter("*"))
+
+
+def _no_records() -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    path: str
+    server_side: bool
+    needs_redis: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+    records: Callable[[], int] = _no_records
+
+    @property
+    def store(self) -> Any:
+        return import_module(self.path).SessionStore
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+ENGINES: list[Engine] = [
+    Engine("db", "hybrid_sessions.backends.db", server_side=True, records=_db_records),
+]

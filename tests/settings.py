@@ -1,0 +1,90 @@
+"""Test settings; the database is chosen with HYBRID_SESSIONS_TEST_DB (sqlite, postgres, mariadb)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tests.django_suite import ensure_django_tests
+
+sys.path.insert(0, str(ensure_django_tests()))
+
+DB = os.environ.get("HYBRID_SESSIONS_TEST_DB", "sqlite")
+SUFFIX = os.environ.get("HYBRID_SESSIONS_TEST_SUFFIX", "")
+REDIS_URL = os.environ.get("HYBRID_SESSIONS_TEST_REDIS", "redis://127.0.0.1:6379/1")
+
+SECRET_KEY = "hybrid-sessions-tests-" + "x" * 40
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+
+_DATABASES = {
+    "sqlite": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": ":memory:",
+        "TEST": {"NAME": f"/tmp/hybrid_sessions_test{SUFFIX}.sqlite3"},
+    },
+    "postgres": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "test",
+        "USER": "postgres",
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+        "TEST": {"NAME": f"test_hybrid_sessions{SUFFIX}"},
+    },
+    "mariadb": {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": "test",
+        "USER": "root",
+        "PASSWORD": "",
+        "HOST": "127.0.0.1",
+        "PORT": "3306",
+        "OPTIONS": {"charset": "utf8mb4"},
+        "TEST": {"NAME": f"test_hybrid_sessions{SUFFIX}", "CHARSET": "utf8mb4"},
+    },
+}
+DATABASES = {"default": _DATABASES[DB]}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"hstest{SUFFIX}",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+    },
+    "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+}
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "sessions_tests",
+    "hybrid_sessions",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+SESSION_ENGINE = "hybrid_sessions.backends.db"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGGING_CONFIG = None

@@ -1,0 +1,38 @@
+"""Views the tests drive through the full middleware stack."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+
+
+def read(request: HttpRequest) -> JsonResponse:
+    """Return the whole session as JSON."""
+    return JsonResponse(dict(request.session.items()))
+
+
+def write(request: HttpRequest) -> JsonResponse:
+    """Set every query parameter as a session key."""
+    for key, value in request.GET.items():
+        request.session[key] = value
+    return JsonResponse(dict(request.session.items()))
+
+
+def whoami(request: HttpRequest) -> HttpResponse:
+    """The authenticated user's name, or an empty body."""
+    return HttpResponse(request.user.get_username() if request.user.is_authenticated else "")
+
+
+def untouched(request: HttpRequest) -> HttpResponse:
+    """A view that never looks at the session."""
+    return HttpResponse("ok")
+
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("read/", read),
+    path("write/", write),
+    path("whoami/", whoami),
+    path("untouched/", untouched),
+]
