@@ -16,6 +16,14 @@ class SessionStoreUnavailable(HybridSessionsError):
     """The server-side store (database or Redis) could not be reached in time."""
 
 
+class RevocationNotSupported(HybridSessionsError):
+    """The active session engine keeps no server-side records to list or revoke.
+
+    Sessions that live only in a signed cookie end when the cookie expires; a
+    server cannot end them early.
+    """
+
+
 class CookieTooLarge(HybridSessionsError):
     """A session would not fit in the cookie budget; browsers would drop it silently."""
 

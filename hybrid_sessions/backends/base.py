@@ -108,6 +108,17 @@ class ServerSessionBase(SessionBase):
     def _validate_session_key(self, key: str | None) -> bool:
         return bool(key) and 8 <= len(key) <= MAX_KEY_LENGTH  # type: ignore[arg-type]
 
+    @property
+    def session_digest(self) -> str | None:
+        """The digest this session is stored under, or ``None`` if it has no live record.
+
+        The session is loaded first, so a forged or expired key yields ``None``.
+        Engines whose cookie is not the store key provide their own.
+        """
+        self._get_session()
+        key = self.session_key
+        return digest(key) if self._validate_session_key(key) else None
+
     def _new_key(self) -> str:
         return get_random_string(32, VALID_KEY_CHARS)
 

@@ -1,0 +1,11 @@
+"""Sphinx configuration for the hybrid_sessions documentation."""
+
+from __future__ import annotations
+
+project = "hybrid_sessions"
+author = "the hybrid_sessions authors"
+copyright = "2026, the hybrid_sessions authors"  # noqa: A001
+extensions: list[str] = []
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
+html_static_path: list[str] = []
