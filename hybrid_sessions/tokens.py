@@ -1,0 +1,378 @@
+"""The cookie token codec: signed (JWS) or encrypted (JWE) JWTs bound to one purpose.
+
+This is the only module that knows pyjwt and ``cryptography``. A token is a
+compact JWT whose claims are ``iat``, ``exp`` (when the caller gives an expiry)
+and ``d``, the caller's payload, kept apart so that no session key can collide
+with a registered claim.
+
+Signed tokens (the default) are JWS with the one HMAC algorithm the site pins
+(``HYBRID_SESSIONS_JWT_ALGORITHM``); the header is never trusted to choose it.
+Encrypted tokens (``HYBRID_SESSIONS_ENCRYPT``) are JWE with direct AES-256-GCM,
+never compressed (RFC 8725 §3.6). Signed payloads are zlib-compressed, flagged
+by ``"zip":"DEF"`` in the header, only when that makes the token shorter.
+
+Keys are derived with HKDF from ``SECRET_KEY`` and, for verification only, from
+each of ``SECRET_KEY_FALLBACKS``; the derivation includes the purpose and the
+algorithm, so a token minted for one cookie or engine does not verify for
+another, and a key never serves two algorithms. Derived keys are cached per
+secret and purpose.
+
+Why decoding does not call ``jwt.decode()``: pyjwt's default path re-validates
+the key on every call (``HMACAlgorithm.prepare_key`` tries to parse it as PEM,
+SSH, DER public key, X.509 certificate and JWK), parses and validates the
+header, merges option dicts and runs the generic claim checks. Here the
+algorithm objects are built once, keys are prepared once per secret, the header
+must equal one of the few headers this site emits (a byte comparison that
+rejects ``none``, asymmetric algorithms, ``kid``/``jku``/``crit`` tricks and
+oversized headers before any work), and the signature is compared in constant
+time against the canonical encoding. Verification is not weakened: the
+signature and expiry are always checked, against the pinned algorithm only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from http.cookies import SimpleCookie
+from os import urandom
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.http import http_date
+from jwt.algorithms import HMACAlgorithm
+
+from .conf import conf
+from .exceptions import (
+    DecryptionFailed,
+    DisallowedAlgorithm,
+    ExpiredToken,
+    InvalidSignature,
+    MalformedToken,
+    TokenError,
+    TokenTooLarge,
+)
+
+__all__ = ["Decoded", "TokenCodec", "set_cookie_size"]
+
+#: The HMAC algorithms a site may pin; asymmetric ones make no sense for a
+#: secret shared by the site with itself.
+HMAC_ALGORITHMS: dict[str, HMACAlgorithm] = {
+    "HS256": HMACAlgorithm(HMACAlgorithm.SHA256),
+    "HS384": HMACAlgorithm(HMACAlgorithm.SHA384),
+    "HS512": HMACAlgorithm(HMACAlgorithm.SHA512),
+}
+#: The JWE algorithm pair of encrypted tokens: the derived key is the CEK.
+JWE_ALG, JWE_ENC = "dir", "A256GCM"
+#: No header this site emits is longer; a longer one is refused unparsed.
+MAX_HEADER_CHARS = 256
+#: Tokens longer than this are refused before any work (the cookie budget is
+#: far smaller; twice it leaves room for a budget lowered after issuing).
+MIN_TOKEN_LIMIT = 8192
+#: A signed payload is never inflated beyond this, nor compressed when larger.
+MAX_INFLATED_BYTES = 1 << 20
+GCM_IV_BYTES = 12
+GCM_TAG_BYTES = 16
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(segment: str) -> bytes:
+    """Strict base64url: the alphabet only, no padding, a possible length."""
+    if len(segment) % 4 == 1 or not _B64URL.fullmatch(segment):
+        raise MalformedToken("A token segment is not base64url.")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedToken("A token segment is not base64url.") from exc
+
+
+def _header_segment(header: dict[str, str]) -> str:
+    return _b64encode(json.dumps(header, separators=(",", ":")).encode())
+
+
+#: Per algorithm: the header segment of plain and of compressed signed tokens.
+_SIGNED_HEADERS: dict[str, tuple[str, str]] = {
+    alg: (
+        _header_segment({"alg": alg, "typ": "JWT"}),
+        _header_segment({"alg": alg, "typ": "JWT", "zip": "DEF"}),
+    )
+    for alg in HMAC_ALGORITHMS
+}
+_ENCRYPTED_HEADER = _header_segment({"alg": JWE_ALG, "enc": JWE_ENC})
+_ENCRYPTED_AAD = _ENCRYPTED_HEADER.encode("ascii")
+
+
+# -- keys ---------------------------------------------------------------------------
+
+
+def _derive(secret: str | bytes, info: str, length: int) -> bytes:
+    """HKDF-SHA256 of a Django secret, for one use (``info``)."""
+    ikm = secret.encode() if isinstance(secret, str) else secret
+    return HKDF(
+        algorithm=hashes.SHA256(), length=length, salt=b"hybrid_sessions.tokens", info=info.encode()
+    ).derive(ikm)
+
+
+@lru_cache(maxsize=128)
+def _signing_keys(secrets: tuple[str | bytes, ...], purpose: str, alg: str) -> tuple[bytes, ...]:
+    """One prepared HMAC key per secret, current first; as long as the hash output."""
+    algorithm = HMAC_ALGORITHMS[alg]
+    length = algorithm.hash_alg().digest_size
+    return tuple(
+        algorithm.prepare_key(_derive(secret, f"sign:{alg}:{purpose}", length))
+        for secret in secrets
+    )
+
+
+@lru_cache(maxsize=128)
+def _cipher_keys(secrets: tuple[str | bytes, ...], purpose: str) -> tuple[AESGCM, ...]:
+    """One AES-256-GCM cipher per secret, current first."""
+    return tuple(AESGCM(_derive(s, f"encrypt:{JWE_ENC}:{purpose}", 32)) for s in secrets)
+
+
+def _secrets() -> tuple[str | bytes, ...]:
+    return (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS)
+
+
+# -- the codec ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A verified token's contents."""
+
+    payload: dict[str, Any]
+    issued_at: int
+    expires_at: int | None
+    #: False when the token should be re-issued: it was verified with a key from
+    #: ``SECRET_KEY_FALLBACKS``, or is in the other format (signed while the site
+    #: now encrypts, or the reverse).
+    current_key: bool
+
+
+class TokenCodec:
+    """Signs (and, with ``HYBRID_SESSIONS_ENCRYPT``, encrypts) a JSON payload for one purpose.
+
+    Settings are read at use time, so ``override_settings`` applies at once.
+    """
+
+    __slots__ = ("purpose",)
+
+    def __init__(self, purpose: str) -> None:
+        self.purpose = purpose
+
+    def __repr__(self) -> str:
+        return f"TokenCodec({self.purpose!r})"
+
+    # -- encoding ---------------------------------------------------------------
+
+    def encode(self, payload: dict[str, Any], *, expires_at: datetime | None) -> str:
+        """A token carrying ``payload``, issued now, valid until ``expires_at`` (if given).
+
+        ``payload`` must be JSON-serialisable (``TypeError`` otherwise).
+        """
+        claims: dict[str, Any] = {"iat": int(time.time())}
+        if expires_at is not None:
+            claims["exp"] = int(expires_at.timestamp())
+        claims["d"] = payload
+        raw = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
+        if conf.ENCRYPT:
+            return self._encrypt(raw)
+        return self._sign(raw)
+
+    def _sign(self, raw: bytes) -> str:
+        alg = conf.JWT_ALGORITHM
+        try:
+            plain_header, zip_header = _SIGNED_HEADERS[alg]
+        except KeyError:
+            raise ImproperlyConfigured(
+                f"HYBRID_SESSIONS_JWT_ALGORITHM {alg!r} is not HMAC."
+            ) from None
+        header, body = plain_header, raw
+        if len(raw) <= MAX_INFLATED_BYTES:
+            compressed = zlib.compress(raw)
+            # The zip flag costs header bytes: compress only when the whole token shrinks.
+            if _b64len(len(compressed)) + len(zip_header) < _b64len(len(raw)) + len(plain_header):
+                header, body = zip_header, compressed
+        signing_input = f"{header}.{_b64encode(body)}"
+        key = _signing_keys(_secrets(), self.purpose, alg)[0]
+        signature = HMAC_ALGORITHMS[alg].sign(signing_input.encode("ascii"), key)
+        return f"{signing_input}.{_b64encode(signature)}"
+
+    def _encrypt(self, raw: bytes) -> str:
+        cipher = _cipher_keys(_secrets(), self.purpose)[0]
+        iv = urandom(GCM_IV_BYTES)
+        sealed = cipher.encrypt(iv, raw, _ENCRYPTED_AAD)
+        ciphertext, tag = sealed[:-GCM_TAG_BYTES], sealed[-GCM_TAG_BYTES:]
+        return f"{_ENCRYPTED_HEADER}..{_b64encode(iv)}.{_b64encode(ciphertext)}.{_b64encode(tag)}"
+
+    # -- decoding ---------------------------------------------------------------
+
+    def decode(self, token: str) -> Decoded:
+        """Verify ``token`` and return its contents.
+
+        Raises a :class:`~hybrid_sessions.exceptions.TokenError` subclass on any
+        failure, and nothing else.
+        """
+        try:
+            return self._decode(token)
+        except TokenError:
+            raise
+        except Exception as exc:  # the contract: only TokenError escapes
+            raise MalformedToken(f"Unreadable token ({type(exc).__name__}).") from exc
+
+    def _decode(self, token: str) -> Decoded:
+        if not isinstance(token, str):
+            raise MalformedToken("A token is a string.")
+        if len(token) > max(MIN_TOKEN_LIMIT, 2 * conf.COOKIE_MAX_BYTES):
+            raise TokenTooLarge(f"The token is {len(token)} characters long.")
+        parts = token.split(".")
+        encrypting = conf.ENCRYPT
+        if len(parts) == 3:
+            alg = conf.JWT_ALGORITHM
+            headers = _SIGNED_HEADERS.get(alg)
+            header = parts[0]
+            if headers is None or header not in headers:
+                raise _header_error(header, expected=alg)
+            raw = self._verify(parts, alg, compressed=header == headers[1])
+            return _claims(raw, same_format=not encrypting)
+        if len(parts) == 5:
+            if parts[0] != _ENCRYPTED_HEADER:
+                raise _header_error(parts[0], expected=JWE_ALG)
+            raw = self._decrypt(parts)
+            return _claims(raw, same_format=encrypting)
+        raise MalformedToken(f"A token has 3 or 5 segments, not {len(parts)}.")
+
+    def _verify(self, parts: list[str], alg: str, *, compressed: bool) -> _Raw:
+        header, body, signature = parts
+        try:
+            signing_input = f"{header}.{body}".encode("ascii")
+            given = signature.encode("ascii")
+        except UnicodeEncodeError:
+            raise MalformedToken("A token is ASCII.") from None
+        sign = HMAC_ALGORITHMS[alg].sign
+        for index, key in enumerate(_signing_keys(_secrets(), self.purpose, alg)):
+            # Comparing encodings rejects non-canonical base64 of a right signature.
+            expected = base64.urlsafe_b64encode(sign(signing_input, key)).rstrip(b"=")
+            if hmac.compare_digest(expected, given):
+                data = _b64decode(body)
+                if compressed:
+                    data = _inflate(data)
+                return _Raw(data, index == 0)
+        raise InvalidSignature("The token's signature matches none of the site's keys.")
+
+    def _decrypt(self, parts: list[str]) -> _Raw:
+        _, encrypted_key, iv_part, ciphertext_part, tag_part = parts
+        if encrypted_key:
+            raise MalformedToken("A direct-encryption token has no encrypted key.")
+        iv, ciphertext, tag = _b64decode(iv_part), _b64decode(ciphertext_part), _b64decode(tag_part)
+        if len(iv) != GCM_IV_BYTES or len(tag) != GCM_TAG_BYTES:
+            raise MalformedToken("The token's IV or tag has the wrong length.")
+        sealed = ciphertext + tag
+        for index, cipher in enumerate(_cipher_keys(_secrets(), self.purpose)):
+            try:
+                return _Raw(cipher.decrypt(iv, sealed, _ENCRYPTED_AAD), index == 0)
+            except InvalidTag:
+                continue
+        raise DecryptionFailed("The token decrypts with none of the site's keys.")
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    data: bytes
+    current_key: bool
+
+
+def _b64len(n: int) -> int:
+    return (4 * n + 2) // 3
+
+
+def _inflate(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, MAX_INFLATED_BYTES)
+    except zlib.error as exc:
+        raise MalformedToken("The token's payload does not decompress.") from exc
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise TokenTooLarge("The token's payload inflates beyond the limit, or is truncated.")
+    return out
+
+
+def _header_error(segment: str, *, expected: str) -> TokenError:
+    """Why a header that is none of ours was refused (the slow path of hostile input)."""
+    if len(segment) > MAX_HEADER_CHARS:
+        return TokenTooLarge(f"The token's header is {len(segment)} characters long.")
+    try:
+        header = json.loads(_b64decode(segment))
+    except (MalformedToken, ValueError, RecursionError):
+        return MalformedToken("The token's header is not base64url JSON.")
+    if not isinstance(header, dict):
+        return MalformedToken("The token's header is not a JSON object.")
+    alg = header.get("alg")
+    if alg != expected and alg != JWE_ALG:
+        return DisallowedAlgorithm(f"The token's header names algorithm {str(alg)[:20]!r}.")
+    return MalformedToken("The token's header is not one this site issues.")
+
+
+def _claims(raw: _Raw, *, same_format: bool) -> Decoded:
+    try:
+        claims = json.loads(raw.data)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedToken("The token's claims are not JSON.") from exc
+    if not isinstance(claims, dict):
+        raise MalformedToken("The token's claims are not a JSON object.")
+    payload, issued_at, expires_at = claims.get("d"), claims.get("iat"), claims.get("exp")
+    # ``type() is int``: a bool is an int, but not a timestamp.
+    if not isinstance(payload, dict) or type(issued_at) is not int:
+        raise MalformedToken("The token's claims lack a payload or an issue time.")
+    if expires_at is not None:
+        if type(expires_at) is not int:
+            raise MalformedToken("The token's exp claim is not a NumericDate.")
+        if expires_at <= time.time():
+            raise ExpiredToken("The token has expired.")
+    return Decoded(payload, issued_at, expires_at, raw.current_key and same_format)
+
+
+# -- cookie size --------------------------------------------------------------------
+
+
+def set_cookie_size(name: str, value: str, *, max_age: int | None) -> int:
+    """Bytes of the cookie (name, value, attributes) ``SessionMiddleware`` would set.
+
+    Built the way ``HttpResponse.set_cookie`` builds it from the ``SESSION_COOKIE_*``
+    settings, so the figure is what browsers measure against their 4096-byte limit.
+    """
+    cookie: SimpleCookie = SimpleCookie()
+    cookie[name] = value
+    morsel = cookie[name]
+    if max_age is not None:
+        morsel["expires"] = http_date(time.time() + max_age)
+        morsel["max-age"] = int(max_age)
+    if settings.SESSION_COOKIE_PATH is not None:
+        morsel["path"] = settings.SESSION_COOKIE_PATH
+    if settings.SESSION_COOKIE_DOMAIN is not None:
+        morsel["domain"] = settings.SESSION_COOKIE_DOMAIN
+    if settings.SESSION_COOKIE_SECURE:
+        morsel["secure"] = True
+    if settings.SESSION_COOKIE_HTTPONLY:
+        morsel["httponly"] = True
+    if settings.SESSION_COOKIE_SAMESITE:
+        morsel["samesite"] = settings.SESSION_COOKIE_SAMESITE
+    return len(morsel.OutputString().encode())
