@@ -24,6 +24,18 @@ def whoami(request: HttpRequest) -> HttpResponse:
     return HttpResponse(request.user.get_username() if request.user.is_authenticated else "")
 
 
+def flush(request: HttpRequest) -> HttpResponse:
+    """End the session, as logout does."""
+    request.session.flush()
+    return HttpResponse("flushed")
+
+
+def cycle(request: HttpRequest) -> JsonResponse:
+    """Give the session a new key, as login does."""
+    request.session.cycle_key()
+    return JsonResponse(dict(request.session.items()))
+
+
 def untouched(request: HttpRequest) -> HttpResponse:
     """A view that never looks at the session."""
     return HttpResponse("ok")
@@ -34,5 +46,7 @@ urlpatterns = [
     path("read/", read),
     path("write/", write),
     path("whoami/", whoami),
+    path("flush/", flush),
+    path("cycle/", cycle),
     path("untouched/", untouched),
 ]
