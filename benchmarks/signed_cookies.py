@@ -1,0 +1,109 @@
+"""Decode and engine costs: pyjwt's default path, our codec, Django's signing and engine.
+
+Run from the repository root::
+
+    PYTHONPATH=. python benchmarks/signed_cookies.py
+
+Each case is timed in CPU time of this process, in interleaved rounds (so a busy
+machine slows all of them alike), and the best round is kept; figures are microseconds per call, and the
+ratio is ours over Django's (below 1.0: ours is faster).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import timeit
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+django.setup()
+
+import jwt  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.sessions.backends import signed_cookies as django_engine  # noqa: E402
+from django.core import signing  # noqa: E402
+
+from hybrid_sessions.backends import signed_cookies as our_engine  # noqa: E402
+
+SALT = "django.contrib.sessions.backends.signed_cookies"
+ROUNDS = 7
+NUMBER = 1000
+
+
+def payloads() -> dict[str, dict[str, Any]]:
+    """A logged-in user's session (~100 B of JSON) and a ~2 KB one of varied text."""
+    small = {
+        "_auth_user_id": "42",
+        "_auth_user_backend": "django.contrib.auth.backends.ModelBackend",
+    }
+    large = {f"item{i}": f"{i * 7919:x}-{i * 104729:o}-value-{i}" for i in range(70)}
+    return {"~100 B": small, "~2 KB": large}
+
+
+def cycle(store: type[Any], token: str) -> Callable[[], None]:
+    """What a request that changes its session costs the engine: load, modify, save."""
+
+    def run() -> None:
+        session = store(token)
+        session["counter"] = session.get("counter", 0) + 1
+        session.save()
+
+    return run
+
+
+def load(store: type[Any], token: str) -> Callable[[], object]:
+    """What a request that only reads its session costs the engine."""
+    return lambda: store(token).get("_auth_user_id")
+
+
+def cases(data: dict[str, Any]) -> dict[str, Callable[[], object]]:
+    key = settings.SECRET_KEY
+    expires = datetime.now(UTC) + timedelta(days=1)
+    pyjwt_token = jwt.encode({"iat": 1, "exp": int(expires.timestamp()), "d": data}, key, "HS256")
+    codec = our_engine.codec()
+    ours = codec.encode(data, expires_at=expires)
+    theirs = signing.dumps(data, compress=True, salt=SALT, serializer=signing.JSONSerializer)
+    print(f"  token length: ours {len(ours)}, Django {len(theirs)}, plain pyjwt {len(pyjwt_token)}")
+    return {
+        "decode: pyjwt jwt.decode()": lambda: jwt.decode(pyjwt_token, key, algorithms=["HS256"]),
+        "decode: TokenCodec.decode()": lambda: codec.decode(ours),
+        "decode: django.core.signing.loads()": lambda: signing.loads(theirs, salt=SALT),
+        "engine load: hybrid_sessions": load(our_engine.SessionStore, ours),
+        "engine load: Django signed_cookies": load(django_engine.SessionStore, theirs),
+        "load+modify+save: hybrid_sessions": cycle(our_engine.SessionStore, ours),
+        "load+modify+save: Django signed_cookies": cycle(django_engine.SessionStore, theirs),
+    }
+
+
+def measure(funcs: dict[str, Callable[[], object]]) -> dict[str, float]:
+    best = dict.fromkeys(funcs, float("inf"))
+    for _ in range(ROUNDS):
+        for name, func in funcs.items():
+            # CPU time of this process: other processes on a shared machine do not count.
+            timer = timeit.Timer(func, timer=time.process_time)
+            best[name] = min(best[name], timer.timeit(number=NUMBER) / NUMBER * 1e6)
+    return best
+
+
+def main() -> None:
+    pairs = [
+        ("decode: TokenCodec.decode()", "decode: django.core.signing.loads()"),
+        ("engine load: hybrid_sessions", "engine load: Django signed_cookies"),
+        ("load+modify+save: hybrid_sessions", "load+modify+save: Django signed_cookies"),
+    ]
+    for label, data in payloads().items():
+        print(label)
+        best = measure(cases(data))
+        for name, micros in best.items():
+            print(f"  {name:42} {micros:8.1f} µs")
+        for ours, theirs in pairs:
+            print(f"  ratio {ours.split(':')[0]:20} {best[ours] / best[theirs]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The whole session in the cookie, as a signed (or encrypted) JWT.
+
+A drop-in replacement for ``django.contrib.sessions.backends.signed_cookies``::
+
+    SESSION_ENGINE = "hybrid_sessions.backends.signed_cookies"
+
+As in Django's engine, the session key *is* the token. Unlike it, the token's
+``exp`` follows ``set_expiry()``, the algorithm is pinned, the token is bound to
+the cookie's name, keys rotate through ``SECRET_KEY_FALLBACKS`` (a token signed
+with a fallback key is re-signed with the current one on the way out), and a
+session too large for browsers raises :class:`~hybrid_sessions.exceptions.CookieTooLarge`
+instead of being dropped silently by the browser.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.utils import timezone
+
+from ..exceptions import CookieTooLarge, ExpiredToken, MalformedToken, TokenError
+from ..tokens import TokenCodec, cookie_budget, set_cookie_size
+
+security_logger = logging.getLogger("django.security.SuspiciousSession")
+
+PURPOSE_PREFIX = "hybrid_sessions.signed_cookies:"
+
+
+_codecs: dict[str, TokenCodec] = {}
+
+
+def codec() -> TokenCodec:
+    """The codec for the session cookie: its purpose is the cookie's name."""
+    name = settings.SESSION_COOKIE_NAME
+    found = _codecs.get(name)
+    if found is None:
+        found = _codecs[name] = TokenCodec(PURPOSE_PREFIX + name)
+    return found
+
+
+def _log_rejected(exc: TokenError) -> None:
+    # An expired cookie is routine (a browser kept a session cookie); anything
+    # else was not minted by this site for this cookie. The token is not logged.
+    level = logging.INFO if isinstance(exc, ExpiredToken) else logging.WARNING
+    security_logger.log(level, "Session cookie rejected (%s): %s", type(exc).__name__, exc)
+
+
+class SessionStore(SessionBase):
+    """Client-side session engine: nothing is stored on the server."""
+
+    if TYPE_CHECKING:  # Django's private API, absent from django-stubs
+
+        def _get_session(self, no_load: bool = False) -> dict[str, Any]: ...
+
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        if session_key and self.session_key is None:
+            # Shorter than any key (Django's rule): refused before the codec sees it.
+            _log_rejected(MalformedToken("The cookie is too short to be a token."))
+
+    def load(self) -> dict[str, Any]:
+        """Verify the token; anything not ours, expired or tampered loads as empty."""
+        token = self.session_key
+        if token is None:
+            return {}
+        try:
+            decoded = codec().decode(token)
+        except TokenError as exc:
+            _log_rejected(exc)
+            # Forget the token: the middleware then deletes the cookie.
+            self._session_key = None
+            return {}
+        if not decoded.current_key:
+            # Verified with a fallback key (or in the other format): re-sign on the way out.
+            self.modified = True
+        return decoded.payload
+
+    async def aload(self) -> dict[str, Any]:
+        return self.load()
+
+    def create(self) -> None:
+        """A new session is only a flag: the cookie is written by the response."""
+        self.modified = True
+
+    async def acreate(self) -> None:
+        self.create()
+
+    def save(self, must_create: bool = False) -> None:
+        """Make the token for the current data and expiry; it becomes the session key.
+
+        Raises :class:`~hybrid_sessions.exceptions.CookieTooLarge` when the cookie
+        would exceed ``HYBRID_SESSIONS_COOKIE_MAX_BYTES``.
+        """
+        expiry = self.get("_session_expiry")
+        now = timezone.now()
+        token = codec().encode(
+            self._get_session(), expires_at=self.get_expiry_date(modification=now, expiry=expiry)
+        )
+        name = settings.SESSION_COOKIE_NAME
+        max_age = (
+            None
+            if self.get_expire_at_browser_close()
+            else self.get_expiry_age(modification=now, expiry=expiry)
+        )
+        size = set_cookie_size(name, token, max_age=max_age)
+        budget = cookie_budget()
+        if size > budget:
+            raise CookieTooLarge(size, budget, name)
+        self._session_key = token
+        self.modified = True
+
+    async def asave(self, must_create: bool = False) -> None:
+        self.save(must_create=must_create)
+
+    def exists(self, session_key: str | None = None) -> bool:
+        """There is no shared store to ask: like Django's cookie engine, always False."""
+        return False
+
+    async def aexists(self, session_key: str | None = None) -> bool:
+        return self.exists(session_key)
+
+    def delete(self, session_key: str | None = None) -> None:
+        """Empty the session; the middleware then deletes the cookie."""
+        self._session_key = ""
+        self._session_cache: dict[str, Any] = {}
+        self.modified = True
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        self.delete(session_key)
+
+    def cycle_key(self) -> None:
+        """A new token for the same data (an issued token cannot be revoked before ``exp``)."""
+        self.save()
+
+    async def acycle_key(self) -> None:
+        self.cycle_key()
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Nothing to clear: expired cookies are refused on load."""
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        """Nothing to clear: expired cookies are refused on load."""
