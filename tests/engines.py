@@ -43,4 +43,5 @@ class Engine:
 
 ENGINES: list[Engine] = [
     Engine("db", "hybrid_sessions.backends.db", server_side=True, records=_db_records),
+    Engine("signed_cookies", "hybrid_sessions.backends.signed_cookies", server_side=False),
 ]
