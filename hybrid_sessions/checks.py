@@ -135,4 +135,38 @@ def _cache_checks() -> list[CheckMessage]:
                 id="hybrid_sessions.E007",
             )
         ]
-    return []
+    return _redis_time_bound_checks(alias)
+
+
+def _redis_time_bound_checks(alias: str) -> list[CheckMessage]:
+    """Warn when a Redis outage would hold a session call beyond one socket timeout.
+
+    Inspects a connection built from the pool's settings, without connecting, so
+    URL query options (``?retry_on_timeout=true``) and pool kwargs both count.
+    """
+    try:
+        from django_redis import get_redis_connection
+
+        pool = get_redis_connection(alias).connection_pool
+        conn = pool.connection_class(**pool.connection_kwargs)
+    except Exception:  # e.g. a sharded client: no single pool to inspect
+        return []
+    retries = int(getattr(getattr(conn, "retry", None), "_retries", 0))
+    problems = []
+    if conn.socket_timeout is None or conn.socket_connect_timeout is None:
+        problems.append("no socket timeout, so a hung server blocks a request indefinitely")
+    if retries:
+        times = "without limit" if retries < 0 else f"retries: {retries}"
+        problems.append(f"connections that retry failed commands ({times})")
+    if not problems:
+        return []
+    return [
+        Warning(
+            f"The session cache {alias!r} has " + " and ".join(problems) + ".",
+            hint="A Redis outage should cost each session call at most one timeout. Set "
+            "OPTIONS SOCKET_CONNECT_TIMEOUT and SOCKET_TIMEOUT (for example 0.5 and 1), and "
+            "pass no retry, retry_on_timeout or retry_on_error in CONNECTION_POOL_KWARGS or "
+            "LOCATION.",
+            id="hybrid_sessions.W013",
+        )
+    ]

@@ -43,5 +43,9 @@ class Engine:
 
 ENGINES: list[Engine] = [
     Engine("db", "hybrid_sessions.backends.db", server_side=True, records=_db_records),
+    Engine(
+        "cache", "hybrid_sessions.backends.cache", server_side=True, needs_redis=True,
+        records=_redis_records,
+    ),
     Engine("signed_cookies", "hybrid_sessions.backends.signed_cookies", server_side=False),
 ]

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import unittest
 
+import pytest
 from django.test import SimpleTestCase, TestCase
 from sessions_tests.tests import SessionTestsMixin
 
-from hybrid_sessions.backends import db, signed_cookies
+from hybrid_sessions.backends import cache, db, signed_cookies
 
 
 class TestDatabaseEngine(SessionTestsMixin, TestCase):  # type: ignore[misc]
     backend = db.SessionStore
+
+
+@pytest.mark.redis
+class TestCacheEngine(SessionTestsMixin, SimpleTestCase):  # type: ignore[misc]
+    backend = cache.SessionStore
 
 
 class TestSignedCookiesEngine(SessionTestsMixin, SimpleTestCase):  # type: ignore[misc]
