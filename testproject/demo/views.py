@@ -1,0 +1,99 @@
+"""The demo's pages: a page that reads and writes the session, and a password change."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
+from django.utils.crypto import get_random_string
+
+from hybrid_sessions import api
+from hybrid_sessions.exceptions import RevocationNotSupported
+
+from .forms import KeyValueForm
+
+#: Size of one "add data" click: more than a cookie can hold once signed and encoded.
+BLOB_SIZE = 5 * 1024
+
+
+def _session_bytes(request: HttpRequest) -> int:
+    """Roughly what the session weighs once serialised."""
+    return len(json.dumps(dict(request.session.items()), separators=(",", ":")))
+
+
+def _handle_post(request: HttpRequest) -> KeyValueForm | None:
+    action = request.POST.get("action")
+    session = request.session
+    if action == "set":
+        form = KeyValueForm(request.POST)
+        if not form.is_valid():
+            return form
+        session[form.cleaned_data["key"]] = form.cleaned_data["value"]
+        messages.success(request, f"Set {form.cleaned_data['key']!r}.")
+    elif action == "blob":
+        # SessionBase has keys() but no __iter__.
+        number = sum(1 for key in session.keys() if key.startswith("blob_")) + 1  # noqa: SIM118
+        session[f"blob_{number}"] = get_random_string(BLOB_SIZE)
+        messages.success(request, f"Added blob_{number} ({BLOB_SIZE} bytes).")
+    elif action == "delete":
+        key = request.POST.get("key", "")
+        if not key.startswith("_") and session.pop(key, None) is not None:
+            messages.success(request, f"Deleted {key!r}.")
+    elif action == "clear":
+        for key in [k for k in session.keys() if not k.startswith("_")]:  # noqa: SIM118
+            del session[key]
+        messages.success(request, "Cleared the demo data (you stay logged in).")
+    return None
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """Count visits in the session, and let the visitor add and remove keys."""
+    form = KeyValueForm()
+    if request.method == "POST":
+        invalid = _handle_post(request)
+        if invalid is None:
+            return redirect("home")
+        form = invalid
+    else:
+        request.session["counter"] = request.session.get("counter", 0) + 1
+    items: list[dict[str, Any]] = [
+        {"key": key, "value": str(value), "size": len(str(value)), "own": not key.startswith("_")}
+        for key, value in sorted(request.session.items())
+    ]
+    cookie = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+    return render(
+        request,
+        "demo/home.html",
+        {
+            "form": form,
+            "items": items,
+            "engine": settings.SESSION_ENGINE,
+            "digest": api.current_digest(request),
+            "cookie_bytes": len(cookie),
+            "session_bytes": _session_bytes(request),
+            "blob_size": BLOB_SIZE,
+        },
+    )
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change, then every other session of the user ended at once."""
+
+    template_name = "demo/password_change.html"
+    success_url = reverse_lazy("hybrid_sessions:session_list")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)  # keeps this session (update_session_auth_hash)
+        try:
+            count = api.revoke_other_sessions(self.request)
+        except RevocationNotSupported:
+            messages.warning(self.request, "Password changed; this engine cannot end sessions.")
+        else:
+            messages.success(self.request, f"Password changed; {count} other session(s) ended.")
+        return response

@@ -1,0 +1,103 @@
+"""Settings of the demo site: SQLite, no Redis, every hybrid_sessions face switched on.
+
+For trying the package out on one's own machine, not for deployment: the
+secret key is public and DEBUG is on.
+
+Environment variables:
+
+- ``DEMO_SESSION_ENGINE``: the ``SESSION_ENGINE`` (default ``hybrid_sessions.backends.hybrid``).
+  ``hybrid_sessions.backends.cache`` needs Redis at ``DEMO_REDIS_URL``.
+- ``DEMO_REDIS_URL``: a Redis URL (default ``redis://127.0.0.1:6379/0``); used only by
+  engines that need Redis.
+- ``DEMO_DATABASE``: the SQLite file (default ``testproject/db.sqlite3``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A fixed, public key: fine for a local demo, never for a real site.
+SECRET_KEY = os.environ.get(
+    "DEMO_SECRET_KEY", "demo-only-insecure-secret-key-do-not-deploy-0123456789abcdefghijklmn"
+)
+DEBUG = True
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "hybrid_sessions",
+    "demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # Django's SessionMiddleware, plus the client's IP address and User-Agent.
+    "hybrid_sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "testproject.urls"
+WSGI_APPLICATION = "testproject.wsgi.application"
+ASGI_APPLICATION = "testproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DEMO_DATABASE", str(BASE_DIR / "db.sqlite3")),
+    }
+}
+
+SESSION_ENGINE = os.environ.get("DEMO_SESSION_ENGINE", "hybrid_sessions.backends.hybrid")
+REDIS_URL = os.environ.get("DEMO_REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": (
+        {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}
+        if SESSION_ENGINE == "hybrid_sessions.backends.cache"
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# Personal data, off by default in the package: on here so the sessions page and
+# the admin show where each session comes from.
+HYBRID_SESSIONS_TRACK_IP_ADDRESS = True
+HYBRID_SESSIONS_TRACK_USER_AGENT = True
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
