@@ -5,13 +5,23 @@ Run from the repository root::
     PYTHONPATH=. python benchmarks/signed_cookies.py
 
 Each case is timed in CPU time of this process, in interleaved rounds (so a busy
-machine slows all of them alike), and the best round is kept; figures are microseconds per call, and the
-ratio is ours over Django's (below 1.0: ours is faster).
+machine slows all of them alike), and the best round is kept; figures are
+microseconds per call, and the ratio is ours over Django's (below 1.0: ours is
+faster).
+
+On a shared machine timings wander by 10-20 %; instruction counts do not. To count
+the instructions of one case, run it alone under callgrind with N calls and with
+none, and divide the difference by N (``--only SIZE CASE N``; SIZE 0 is ~100 B,
+1 is ~2 KB)::
+
+    PYTHONPATH=. valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        python benchmarks/signed_cookies.py --only 1 "engine load: hybrid_sessions" 300
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import timeit
 from collections.abc import Callable
@@ -61,14 +71,16 @@ def load(store: type[Any], token: str) -> Callable[[], object]:
     return lambda: store(token).get("_auth_user_id")
 
 
-def cases(data: dict[str, Any]) -> dict[str, Callable[[], object]]:
+def cases(data: dict[str, Any], *, quiet: bool = False) -> dict[str, Callable[[], object]]:
     key = settings.SECRET_KEY
     expires = datetime.now(UTC) + timedelta(days=1)
     pyjwt_token = jwt.encode({"iat": 1, "exp": int(expires.timestamp()), "d": data}, key, "HS256")
     codec = our_engine.codec()
     ours = codec.encode(data, expires_at=expires)
     theirs = signing.dumps(data, compress=True, salt=SALT, serializer=signing.JSONSerializer)
-    print(f"  token length: ours {len(ours)}, Django {len(theirs)}, plain pyjwt {len(pyjwt_token)}")
+    if not quiet:
+        lengths = f"ours {len(ours)}, Django {len(theirs)}, plain pyjwt {len(pyjwt_token)}"
+        print(f"  token length: {lengths}")
     return {
         "decode: pyjwt jwt.decode()": lambda: jwt.decode(pyjwt_token, key, algorithms=["HS256"]),
         "decode: TokenCodec.decode()": lambda: codec.decode(ours),
@@ -90,7 +102,17 @@ def measure(funcs: dict[str, Callable[[], object]]) -> dict[str, float]:
     return best
 
 
+def only(size_index: int, name: str, number: int) -> None:
+    """Run one case ``number`` times and print nothing (for instruction counting)."""
+    func = cases(list(payloads().values())[size_index], quiet=True)[name]
+    for _ in range(number):
+        func()
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--only"]:
+        only(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+        return
     pairs = [
         ("decode: TokenCodec.decode()", "decode: django.core.signing.loads()"),
         ("engine load: hybrid_sessions", "engine load: Django signed_cookies"),

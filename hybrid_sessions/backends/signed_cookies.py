@@ -15,6 +15,7 @@ instead of being dropped silently by the browser.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -32,9 +33,10 @@ PURPOSE_PREFIX = "hybrid_sessions.signed_cookies:"
 _codecs: dict[str, TokenCodec] = {}
 
 
-def codec() -> TokenCodec:
+def codec(name: str | None = None) -> TokenCodec:
     """The codec for the session cookie: its purpose is the cookie's name."""
-    name = settings.SESSION_COOKIE_NAME
+    if name is None:
+        name = settings.SESSION_COOKIE_NAME
     found = _codecs.get(name)
     if found is None:
         found = _codecs[name] = TokenCodec(PURPOSE_PREFIX + name)
@@ -94,17 +96,20 @@ class SessionStore(SessionBase):
         Raises :class:`~hybrid_sessions.exceptions.CookieTooLarge` when the cookie
         would exceed ``HYBRID_SESSIONS_COOKIE_MAX_BYTES``.
         """
-        expiry = self.get("_session_expiry")
-        now = timezone.now()
-        token = codec().encode(
-            self._get_session(), expires_at=self.get_expiry_date(modification=now, expiry=expiry)
-        )
+        data = self._get_session()
+        expiry = data.get("_session_expiry")
+        max_age: int | None
+        if expiry is None:
+            # The default policy (most sessions): no date arithmetic through Django's helpers.
+            age = settings.SESSION_COOKIE_AGE
+            expires_at = datetime.now(UTC) + timedelta(seconds=age)
+            max_age = None if settings.SESSION_EXPIRE_AT_BROWSER_CLOSE else age
+        else:
+            now = timezone.now()
+            expires_at = self.get_expiry_date(modification=now, expiry=expiry)
+            max_age = None if expiry == 0 else self.get_expiry_age(modification=now, expiry=expiry)
         name = settings.SESSION_COOKIE_NAME
-        max_age = (
-            None
-            if self.get_expire_at_browser_close()
-            else self.get_expiry_age(modification=now, expiry=expiry)
-        )
+        token = codec(name).encode(data, expires_at=expires_at)
         size = set_cookie_size(name, token, max_age=max_age)
         budget = cookie_budget()
         if size > budget:
