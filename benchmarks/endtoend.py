@@ -46,6 +46,8 @@ COOKIE_NAME = "sessionid"
 #: One session per connection, one connection per generator thread.
 CONNECTIONS = 2
 WORKERS = 2
+#: gunicorn's default ``limit_request_field_size``: a longer Cookie header gets a 400.
+GUNICORN_HEADER_LIMIT = 8190
 
 
 @dataclass
@@ -169,6 +171,11 @@ def seed(port: int, size: int, count: int) -> Seeded:
             raise RuntimeError(f"seeding a {size} B session failed (HTTP {status}, no cookie)")
         keys = int(headers.get("x-session-keys", "0"))
         status, headers = request(port, "/read/", cookie)
+        if status == 400 and header_bytes > GUNICORN_HEADER_LIMIT:
+            raise RuntimeError(
+                f"the {header_bytes}-byte Set-Cookie is over gunicorn's {GUNICORN_HEADER_LIMIT}-"
+                "byte request header limit (HTTP 400); browsers drop cookies over 4096 bytes"
+            )
         if status != 200 or int(headers.get("x-session-keys", "-1")) != keys:
             raise RuntimeError(
                 f"a freshly seeded {size} B session did not load back through the middleware "
