@@ -24,6 +24,9 @@ _DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": ":memory:",
         "TEST": {"NAME": f"/tmp/hybrid_sessions_test{SUFFIX}.sqlite3"},
+        # A file shared by the concurrency tests' threads and processes: SQLite
+        # lets one writer at a time, the others wait up to this many seconds.
+        "OPTIONS": {"timeout": 20},
     },
     "postgres": {
         "ENGINE": "django.db.backends.postgresql",

@@ -10,10 +10,16 @@ across a request.
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends.base import (
     VALID_KEY_CHARS,
     CreateError,
@@ -34,6 +40,39 @@ security_logger = logging.getLogger("django.security.SuspiciousSession")
 MAX_KEY_LENGTH = 256
 #: Attempts at finding an unused key; with 165 random bits one always succeeds.
 CREATE_ATTEMPTS = 8
+#: Longest pause, in seconds, before retrying a save that lost a race.
+RETRY_DELAY_CAP = 0.05
+#: Compare-and-set attempts before a store that can merge under a short lock
+#: (``update_locked``, the database store) is asked to.
+OPTIMISTIC_ATTEMPTS = 3
+
+#: A store's optional ``update_locked(digest, build)``.
+LockedUpdate = Callable[
+    [str, Callable[[StoredSession], tuple[bytes | None, SessionMeta]]], CasResult
+]
+
+
+def retry_delay(attempt: int) -> float:
+    """A random pause before retry ``attempt`` (1, 2, ...) of a contended save.
+
+    Two writers with the same rhythm (read, write, read, write) can fall into
+    lockstep, the same one losing every race; a random pause, doubling up to
+    :data:`RETRY_DELAY_CAP`, breaks the rhythm. The first retry needs none.
+    """
+    if attempt < 2:
+        return 0.0
+    return random.uniform(0, min(RETRY_DELAY_CAP, 0.001 * 2 ** (attempt - 2)))  # noqa: S311
+
+
+def newer(first: StoredSession | None, second: StoredSession | None) -> StoredSession | None:
+    """The later of two reads of one record; ``None`` if either found it gone.
+
+    A read inside a transaction may come from an older snapshot (MariaDB's
+    REPEATABLE READ) than the one a failed compare-and-set returned.
+    """
+    if first is None or second is None:
+        return None
+    return second if second.version > first.version else first
 
 
 @dataclass(slots=True)
@@ -41,7 +80,8 @@ class Changes:
     """What one request did to a session, to be replayed onto newer stored state."""
 
     set: dict[str, Any] = field(default_factory=dict)
-    deleted: set[str] = field(default_factory=set)
+    # In this class body ``set`` is the field above, not the builtin.
+    deleted: builtins.set[str] = field(default_factory=builtins.set)
     replace: bool = False
 
     def __bool__(self) -> bool:
@@ -66,6 +106,21 @@ def diff(baseline: dict[str, Any] | None, current: dict[str, Any], replace: bool
     missing = object()
     changed = {k: v for k, v in current.items() if baseline.get(k, missing) != v}
     return Changes(set=changed, deleted=set(baseline) - set(current))
+
+
+class LockedMerge:
+    """The ``build`` a store's ``update_locked`` calls: replays changes onto the latest data."""
+
+    def __init__(self, session: ServerSessionBase, changes: Changes) -> None:
+        self.session = session
+        self.changes = changes
+        self.target: dict[str, Any] = {}
+        self.blob = b""
+
+    def __call__(self, current: StoredSession) -> tuple[bytes | None, SessionMeta]:
+        self.target = self.changes.apply(self.session._loads(current.data))
+        self.blob = self.session._dumps(self.target)
+        return self.blob, self.session._meta(self.target)
 
 
 class ServerSessionBase(SessionBase):
@@ -115,7 +170,7 @@ class ServerSessionBase(SessionBase):
         The session is loaded first, so a forged or expired key yields ``None``.
         Engines whose cookie is not the store key provide their own.
         """
-        self._get_session()
+        self._get_session()  # type: ignore[attr-defined, unused-ignore]
         key = self.session_key
         return digest(key) if self._validate_session_key(key) else None
 
@@ -140,7 +195,7 @@ class ServerSessionBase(SessionBase):
             return {}
         try:
             data = self.serializer().loads(blob)
-        except Exception as exc:  # noqa: BLE001 - any corrupt record reads as empty
+        except Exception as exc:  # any corrupt record reads as empty
             security_logger.warning("Session data corrupted: %s", exc)
             return {}
         return data if isinstance(data, dict) else {}
@@ -259,7 +314,7 @@ class ServerSessionBase(SessionBase):
         if self.session_key is None:
             return self.create()
         self._check_writable()
-        data = self._get_session(no_load=must_create)
+        data = self._get_session(no_load=must_create)  # type: ignore[attr-defined, unused-ignore]
         if self.session_key is None:
             # The key we were given matched no live session: start a new one.
             return self.create()
@@ -271,7 +326,8 @@ class ServerSessionBase(SessionBase):
             return self._created(blob)
         changes = self._plan(data)
         version, target = self._version, data
-        for _ in range(max(1, conf.SAVE_MAX_RETRIES)):
+        locked: LockedUpdate | None = getattr(self.store, "update_locked", None)
+        for attempt in range(1, max(1, conf.SAVE_MAX_RETRIES) + 1):
             blob = self._dumps(target)
             meta = self._meta(target)
             if version is None:
@@ -281,21 +337,32 @@ class ServerSessionBase(SessionBase):
                 if not self.store.touch(key, meta):
                     raise UpdateError
                 return None
+            elif locked is not None and attempt > OPTIMISTIC_ATTEMPTS:
+                # Lost race after race: merge under a lock held for this write only.
+                merge = LockedMerge(self, changes)
+                result = locked(key, merge)
+                if result.ok:
+                    return self._after_write(result, merge.target, merge.blob)
             else:
                 result = self.store.compare_and_set(key, version, blob, meta)
             if result.ok:
                 return self._after_write(result, target, blob)
-            if result.current is None:
+            current, pause = result.current, retry_delay(attempt)
+            if current is not None and pause:
+                # Pause, then read again: the state that won may be newer by now.
+                time.sleep(pause)
+                current = newer(current, self.store.get(key))
+            if current is None:
                 raise UpdateError
-            version = result.current.version
-            target = changes.apply(self._loads(result.current.data))
+            version = current.version
+            target = changes.apply(self._loads(current.data))
         raise UpdateError
 
     async def asave(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return await self.acreate()
         self._check_writable()
-        data = await self._aget_session(no_load=must_create)
+        data = await self._aget_session(no_load=must_create)  # type: ignore[attr-defined, unused-ignore]
         if self.session_key is None:
             return await self.acreate()
         key = digest(self.session_key)
@@ -306,7 +373,8 @@ class ServerSessionBase(SessionBase):
             return self._created(blob)
         changes = self._plan(data)
         version, target = self._version, data
-        for _ in range(max(1, conf.SAVE_MAX_RETRIES)):
+        locked: LockedUpdate | None = getattr(self.store, "update_locked", None)
+        for attempt in range(1, max(1, conf.SAVE_MAX_RETRIES) + 1):
             blob = self._dumps(target)
             meta = self._meta(target)
             if version is None:
@@ -315,14 +383,24 @@ class ServerSessionBase(SessionBase):
                 if not await self.store.atouch(key, meta):
                     raise UpdateError
                 return None
+            elif locked is not None and attempt > OPTIMISTIC_ATTEMPTS:
+                merge = LockedMerge(self, changes)
+                result = await sync_to_async(locked)(key, merge)
+                if result.ok:
+                    return self._after_write(result, merge.target, merge.blob)
             else:
                 result = await self.store.acompare_and_set(key, version, blob, meta)
             if result.ok:
                 return self._after_write(result, target, blob)
-            if result.current is None:
+            current, pause = result.current, retry_delay(attempt)
+            if current is not None and pause:
+                # Pause, then read again: the state that won may be newer by now.
+                await asyncio.sleep(pause)
+                current = newer(current, await self.store.aget(key))
+            if current is None:
                 raise UpdateError
-            version = result.current.version
-            target = changes.apply(self._loads(result.current.data))
+            version = current.version
+            target = changes.apply(self._loads(current.data))
         raise UpdateError
 
     # -- deleting ---------------------------------------------------------------

@@ -8,7 +8,7 @@ request always reads its own writes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connections, router, transaction
+from django.db.models import F
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -43,7 +44,7 @@ class DatabaseStore:
         if user_id is None:
             return None
         try:
-            return get_user_model()._meta.pk.to_python(user_id)  # type: ignore[union-attr]
+            return get_user_model()._meta.pk.to_python(user_id)  # type: ignore[union-attr, unused-ignore]
         except ValidationError:
             return None
 
@@ -64,8 +65,9 @@ class DatabaseStore:
 
     # -- reads ------------------------------------------------------------------
 
-    def get(self, digest: str) -> StoredSession | None:
-        rows = list(self._live(digest).values_list("data", "version", "expire_date", "user_id")[:1])
+    @staticmethod
+    def _first(qs: Any) -> StoredSession | None:
+        rows = list(qs.values_list("data", "version", "expire_date", "user_id")[:1])
         if not rows:
             return None
         data, version, expires_at, user_id = rows[0]
@@ -73,8 +75,27 @@ class DatabaseStore:
             _as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
         )
 
+    def get(self, digest: str) -> StoredSession | None:
+        return self._first(self._live(digest))
+
     def exists(self, digest: str) -> bool:
         return bool(self._live(digest).exists())
+
+    def _latest(self, digest: str) -> StoredSession | None:
+        """The row as last committed, for a compare-and-set that lost.
+
+        In autocommit mode every read sees the latest commit. Inside a
+        transaction, MariaDB/MySQL at REPEATABLE READ read from the snapshot
+        taken at the transaction's first read, so the version that beat us
+        would stay invisible and every retry would lose again; a locking read
+        sees the latest commit. The lock is the one the retried ``UPDATE``
+        takes anyway, and it ends with the caller's transaction.
+        """
+        qs = self._live(digest)
+        connection = connections[self.db]
+        if not connection.get_autocommit() and connection.features.has_select_for_update:
+            qs = qs.select_for_update()
+        return self._first(qs)
 
     # -- writes -----------------------------------------------------------------
 
@@ -104,19 +125,48 @@ class DatabaseStore:
         )
         if updated:
             return CasResult(ok=True, version=version + 1)
-        return CasResult(ok=False, current=self.get(digest))
+        return CasResult(ok=False, current=self._latest(digest))
+
+    def update_locked(
+        self, digest: str, build: Callable[[StoredSession], tuple[bytes | None, SessionMeta]]
+    ) -> CasResult:
+        """Read the latest row, let ``build`` merge onto it, and write it, under a row lock.
+
+        The way out of a losing streak: a save that lost several compare-and-set
+        races to a writer in a tight loop cannot lose this one. The lock lasts
+        one short transaction (a read and a write), never a request; writes to
+        the same session wait for it, nothing else does. SQLite has no row
+        locks: a first no-op write takes its database write lock instead.
+        """
+        db = self.db
+        with transaction.atomic(using=db):
+            live = self._live(digest)
+            if connections[db].features.has_select_for_update:
+                live = live.select_for_update()
+            elif not live.update(version=F("version")):
+                return CasResult(ok=False)
+            current = self._first(live)
+            if current is None:
+                return CasResult(ok=False)
+            data, meta = build(current)
+            version = current.version + 1
+            self.model.objects.using(db).filter(pk=digest).update(
+                data=data, version=version, **self._fields(meta, timezone.now())
+            )
+        return CasResult(ok=True, version=version)
 
     def touch(self, digest: str, meta: SessionMeta) -> bool:
         now = timezone.now()
-        return bool(
-            self.model.objects.using(self.db)
-            .filter(pk=digest, expire_date__gt=now)
-            .update(**self._fields(meta, now))
-        )
+        fields = self._fields(meta, now)
+        # The data is not written, so neither is the user derived from it: a
+        # request that loaded before a concurrent login must not unlink the user.
+        del fields["user_id"]
+        live = self.model.objects.using(self.db).filter(pk=digest, expire_date__gt=now)
+        return bool(live.update(**fields))
 
     def delete(self, digest: str) -> None:
         db = self.db
-        self.model.objects.using(db).filter(pk=digest)._raw_delete(db)  # type: ignore[attr-defined]
+        self.model.objects.using(db).filter(pk=digest)._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
 
     # -- per user ---------------------------------------------------------------
 
@@ -147,7 +197,7 @@ class DatabaseStore:
         qs = self.model.objects.using(db).filter(user_id=pk)
         if keep is not None:
             qs = qs.exclude(pk=keep)
-        return int(qs._raw_delete(db))  # type: ignore[attr-defined]
+        return int(qs._raw_delete(db))  # type: ignore[attr-defined, unused-ignore]
 
     def clear_expired(self) -> int:
         """Delete expired rows in batches: flat memory, and each lock held briefly."""
@@ -161,7 +211,7 @@ class DatabaseStore:
             if not digests:
                 return removed
             removed += int(
-                expired.filter(pk__in=digests)._raw_delete(db)  # type: ignore[attr-defined]
+                expired.filter(pk__in=digests)._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
             )
             if len(digests) < batch:
                 return removed
@@ -185,23 +235,11 @@ class DatabaseStore:
     async def acompare_and_set(
         self, digest: str, version: int, data: bytes | None, meta: SessionMeta
     ) -> CasResult:
-        now = timezone.now()
-        updated = await (
-            self.model.objects.using(self.db)
-            .filter(pk=digest, version=version, expire_date__gt=now)
-            .aupdate(data=data, version=version + 1, **self._fields(meta, now))
-        )
-        if updated:
-            return CasResult(ok=True, version=version + 1)
-        return CasResult(ok=False, current=await self.aget(digest))
+        # One hop to the database thread for the write and, if it lost, the re-read.
+        return await sync_to_async(self.compare_and_set)(digest, version, data, meta)
 
     async def atouch(self, digest: str, meta: SessionMeta) -> bool:
-        now = timezone.now()
-        return bool(
-            await self.model.objects.using(self.db)
-            .filter(pk=digest, expire_date__gt=now)
-            .aupdate(**self._fields(meta, now))
-        )
+        return await sync_to_async(self.touch)(digest, meta)
 
     async def adelete(self, digest: str) -> None:
         await sync_to_async(self.delete)(digest)
