@@ -8,14 +8,15 @@ with a registered claim.
 Signed tokens (the default) are JWS with the one HMAC algorithm the site pins
 (``HYBRID_SESSIONS_JWT_ALGORITHM``); the header is never trusted to choose it.
 Encrypted tokens (``HYBRID_SESSIONS_ENCRYPT``) are JWE with direct AES-256-GCM,
-never compressed (RFC 8725 §3.6). Signed payloads are zlib-compressed, flagged
-by ``"zip":"DEF"`` in the header, only when that makes the token shorter.
+never compressed (RFC 8725 §3.6). Signed payloads are compressed with raw
+DEFLATE, flagged by ``"zip":"DEF"`` in the header, only when that makes the
+token shorter.
 
 Keys are derived with HKDF from ``SECRET_KEY`` and, for verification only, from
 each of ``SECRET_KEY_FALLBACKS``; the derivation includes the purpose and the
 algorithm, so a token minted for one cookie or engine does not verify for
-another, and a key never serves two algorithms. Derived keys are cached per
-secret and purpose.
+another, and a key never serves two algorithms. Derived keys are cached with
+the rest of the configuration until a setting changes.
 
 Why decoding does not call ``jwt.decode()``: pyjwt's default path re-validates
 the key on every call (``HMACAlgorithm.prepare_key`` tries to parse it as PEM,
