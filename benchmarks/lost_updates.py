@@ -277,6 +277,19 @@ def table(results: list[Result]) -> str:
     return "\n".join([rule, line(rows[0]), rule, *(line(r) for r in rows[1:]), rule])
 
 
+DOCS_START, DOCS_END = ".. lost-updates-table-start", ".. lost-updates-table-end"
+
+
+def write_docs(path: Path, rst: str) -> None:
+    """Replace the table between the two marker comments of ``path``."""
+    text = path.read_text()
+    head, start, rest = text.partition(DOCS_START)
+    _, end, tail = rest.partition(DOCS_END)
+    if not start or not end:
+        raise SystemExit(f"{path} has no {DOCS_START} / {DOCS_END} markers")
+    path.write_text(f"{head}{start}\n\n{rst}\n\n{end}{tail}")
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lost_updates",
                                      description=__doc__.split("\n\n")[0])
@@ -286,6 +299,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated, of: threads, lockstep, processes (default: all)")
     parser.add_argument("--requests", type=int, default=200, help="requests per worker (200)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--docs", type=Path,
+                        help="also write the table into this page, between its markers "
+                             "(docs/concurrency.rst)")
     parser.add_argument("--database", help=argparse.SUPPRESS)  # a child: one database
     parser.add_argument("--redis", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # a worker process
@@ -318,10 +334,14 @@ def main(argv: list[str] | None = None) -> int:
                                  text=True).stdout
             results += [Result(**r) for r in json.loads(out.strip().splitlines()[-1])]
     order = {b.label: i for i, b in enumerate(BENCHES)}
-    results.sort(key=lambda r: (order[r.engine], r.store, MODES.index(r.mode)))
+    stores = ["SQLite", "PostgreSQL", "MariaDB", "Redis"]
+    results.sort(key=lambda r: (order[r.engine], stores.index(r.store.split()[0]),
+                                MODES.index(r.mode)))
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    if args.docs:
+        write_docs(args.docs, table(results))
     return 0
 
 
