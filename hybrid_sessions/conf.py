@@ -71,7 +71,7 @@ class Settings:
     @property
     def INLINE_MAX_BYTES(self) -> int:
         """Largest hybrid cookie value that still carries the data itself."""
-        return int(self._get("INLINE_MAX_BYTES", 3072))
+        return int(self._get("INLINE_MAX_BYTES", 2048))
 
     @property
     def SPILL_ENGINE(self) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
+from hybrid_sessions.stores.base import digest
+
 
 def _db_records() -> int:
     from hybrid_sessions.models import Session
@@ -37,6 +39,13 @@ class Engine:
     def store(self) -> Any:
         return import_module(self.path).SessionStore
 
+    def digest_of(self, session_key: str) -> str | None:
+        """The store digest behind a cookie value (the hybrid's sits inside its token)."""
+        record_digest = getattr(import_module(self.path), "record_digest", None)
+        if record_digest is not None:
+            return record_digest(session_key)  # type: ignore[no-any-return]
+        return digest(session_key)
+
     def __repr__(self) -> str:
         return self.name
 
@@ -48,4 +57,10 @@ ENGINES: list[Engine] = [
         records=_redis_records,
     ),
     Engine("signed_cookies", "hybrid_sessions.backends.signed_cookies", server_side=False),
+    Engine("hybrid-db", "hybrid_sessions.backends.hybrid", server_side=True, records=_db_records),
+    Engine(
+        "hybrid-cache", "hybrid_sessions.backends.hybrid", server_side=True, needs_redis=True,
+        settings={"HYBRID_SESSIONS_SPILL_ENGINE": "hybrid_sessions.backends.cache"},
+        records=_redis_records,
+    ),
 ]

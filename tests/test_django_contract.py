@@ -9,10 +9,10 @@ from __future__ import annotations
 import unittest
 
 import pytest
-from django.test import SimpleTestCase, TestCase
+from django.test import SimpleTestCase, TestCase, override_settings
 from sessions_tests.tests import SessionTestsMixin
 
-from hybrid_sessions.backends import cache, db, signed_cookies
+from hybrid_sessions.backends import cache, db, hybrid, signed_cookies
 
 
 class TestDatabaseEngine(SessionTestsMixin, TestCase):  # type: ignore[misc]
@@ -55,3 +55,29 @@ class TestSignedCookiesEngine(SessionTestsMixin, SimpleTestCase):  # type: ignor
         self,
     ) -> None:
         """Skipped, as for Django's cookie engine."""
+
+
+class TestHybridEngineSpillingToDatabase(SessionTestsMixin, TestCase):  # type: ignore[misc]
+    backend = hybrid.SessionStore
+
+
+@pytest.mark.redis
+@override_settings(HYBRID_SESSIONS_SPILL_ENGINE="hybrid_sessions.backends.cache")
+class TestHybridEngineSpillingToRedis(SessionTestsMixin, SimpleTestCase):  # type: ignore[misc]
+    backend = hybrid.SessionStore
+
+
+@override_settings(HYBRID_SESSIONS_INLINE_MAX_BYTES=0)
+class TestHybridEngineAlwaysSpillingToDatabase(SessionTestsMixin, TestCase):  # type: ignore[misc]
+    """Every session spilled: the contract holds on the lazy-fetch path too."""
+
+    backend = hybrid.SessionStore
+
+
+@pytest.mark.redis
+@override_settings(
+    HYBRID_SESSIONS_SPILL_ENGINE="hybrid_sessions.backends.cache",
+    HYBRID_SESSIONS_INLINE_MAX_BYTES=0,
+)
+class TestHybridEngineAlwaysSpillingToRedis(SessionTestsMixin, SimpleTestCase):  # type: ignore[misc]
+    backend = hybrid.SessionStore
