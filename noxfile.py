@@ -1,4 +1,4 @@
-"""The test matrix: each Python/Django pair against SQLite, PostgreSQL and MariaDB, plus lint and docs.
+"""The test matrix: each Python/Django pair on SQLite, PostgreSQL and MariaDB; lint; docs.
 
 ``nox`` runs everything. ``nox -s tests`` only the tests; choose databases with
 ``HYBRID_SESSIONS_TEST_DATABASES=sqlite,postgres`` (default: all three). Outside CI a

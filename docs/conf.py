@@ -4,7 +4,7 @@ from __future__ import annotations
 
 project = "hybrid_sessions"
 author = "the hybrid_sessions authors"
-copyright = "2026, the hybrid_sessions authors"  # noqa: A001
+copyright = "2026, the hybrid_sessions authors"
 extensions: list[str] = []
 exclude_patterns = ["_build"]
 html_theme = "alabaster"

@@ -1,4 +1,4 @@
-"""Test settings; the database is chosen with HYBRID_SESSIONS_TEST_DB (sqlite, postgres, mariadb)."""
+"""Test settings; HYBRID_SESSIONS_TEST_DB chooses the database: sqlite, postgres, mariadb."""
 
 from __future__ import annotations
 
