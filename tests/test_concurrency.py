@@ -38,6 +38,11 @@ REQUESTS = 200
 #: Seconds any worker may take before the test gives up on it.
 TIMEOUT = 120
 
+#: Single-connection interleavings run in a transaction rolled back at the end;
+#: tests with other threads or processes need real commits that others can see.
+pytestmark = pytest.mark.django_db
+committed = pytest.mark.django_db(transaction=True)
+
 
 def _spilled(engine: Engine) -> dict[str, Any]:
     """Settings that force the hybrid engine to keep its data on the server."""
@@ -45,8 +50,8 @@ def _spilled(engine: Engine) -> dict[str, Any]:
 
 
 @pytest.fixture(params=SERVER_ENGINES, ids=[e.name for e in SERVER_ENGINES])
-def engine(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[Engine]:
-    """Each server-stored engine in turn, with data committed so other connections see it."""
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """Each server-stored engine in turn (the hybrid one with its data on the server)."""
     eng: Engine = request.param
     with override_settings(SESSION_ENGINE=eng.path, **eng.settings, **_spilled(eng)):
         yield eng
@@ -152,6 +157,7 @@ def _assert_every_key_kept(engine: Engine, key: str, prefixes: list[str]) -> Non
 # -- different keys: both persist ---------------------------------------------------
 
 
+@committed
 def test_two_threads_setting_their_own_keys_in_lockstep_lose_nothing(engine: Engine) -> None:
     key = _new_session(engine)
     barrier = threading.Barrier(2, timeout=TIMEOUT)
@@ -164,12 +170,14 @@ def test_two_threads_setting_their_own_keys_in_lockstep_lose_nothing(engine: Eng
     assert engine.store(key)["last"] in {f"a{REQUESTS - 1}", f"b{REQUESTS - 1}"}
 
 
+@committed
 def test_two_free_running_threads_lose_nothing(engine: Engine) -> None:
     key = _new_session(engine)
     _in_threads(_request_loop(engine, key, "a"), _request_loop(engine, key, "b"))
     _assert_every_key_kept(engine, key, ["a", "b"])
 
 
+@committed
 def test_two_processes_setting_their_own_keys_lose_nothing(engine: Engine) -> None:
     key = _new_session(engine)
     overrides = {"SESSION_ENGINE": engine.path, **engine.settings, **_spilled(engine)}
@@ -321,6 +329,7 @@ def test_a_late_unmodified_save_does_not_bring_back_an_ended_session(engine: Eng
     assert engine.records() == 0
 
 
+@committed
 def test_a_session_flushed_while_another_thread_writes_stays_gone(engine: Engine) -> None:
     key = _new_session(engine)
     writing = threading.Event()
@@ -392,6 +401,7 @@ def isolation(request: pytest.FixtureRequest, engine: Engine) -> Iterator[str]:
             cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {default.upper()}")
 
 
+@committed
 def test_a_save_inside_a_transaction_merges_with_a_write_committed_after_it_began(
     engine: Engine, isolation: str
 ) -> None:
@@ -440,6 +450,7 @@ def test_save_every_request_resends_the_cookie_and_extends_the_expiry(engine: En
     assert client.get("/read/").json() == {"a": "1"}
 
 
+@committed
 def test_no_lock_is_held_across_a_request(engine: Engine) -> None:
     """A request that loaded a session and is still running does not make others wait."""
     key = _new_session(engine)
@@ -462,7 +473,6 @@ def test_no_lock_is_held_across_a_request(engine: Engine) -> None:
 # -- a losing streak ends in a merge under a short lock (the database store) ------------
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_save_that_loses_every_race_merges_under_a_short_lock(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -498,7 +508,7 @@ def test_a_save_that_loses_every_race_merges_under_a_short_lock(
     }
 
 
-@pytest.mark.django_db(transaction=True)
+@committed
 def test_the_merge_lock_makes_only_writes_to_that_session_wait_and_only_for_it() -> None:
     from hybrid_sessions.backends import db
     from hybrid_sessions.stores.base import SessionMeta

@@ -2,8 +2,9 @@
 
 Every operation is a single statement in autocommit mode (no BEGIN/COMMIT
 round trips); inside an outer transaction a savepoint guards the one statement
-that can fail on a key collision. All queries go to the write database so a
-request always reads its own writes.
+that can fail on a key collision. The one exception is ``update_locked``, a
+short read-and-write transaction that ends a save's losing streak. All queries
+go to the write database so a request always reads its own writes.
 """
 
 from __future__ import annotations
