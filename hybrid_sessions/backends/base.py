@@ -172,7 +172,7 @@ class ServerSessionBase(SessionBase):
         """
         self._get_session()  # type: ignore[attr-defined, unused-ignore]
         key = self.session_key
-        return digest(key) if self._validate_session_key(key) else None
+        return digest(key) if key is not None and self._validate_session_key(key) else None
 
     def _new_key(self) -> str:
         return get_random_string(32, VALID_KEY_CHARS)
