@@ -544,6 +544,25 @@ def test_in_empty_mode_an_outage_reads_as_empty_and_the_session_survives_it() ->
     assert client.get("/read/").json() == {"colour": "blue"}
 
 
+def test_in_empty_mode_an_outage_with_save_every_request_keeps_the_session() -> None:
+    client = _signed_in_client()
+    cookie = client.cookies[COOKIE].value
+    caches = {**settings.CACHES, "sessions": outage_alias("redis://127.0.0.1:6390/0")}
+    with override_settings(
+        CACHES=caches,
+        SESSION_CACHE_ALIAS="sessions",
+        HYBRID_SESSIONS_ON_STORE_ERROR="empty",
+        SESSION_SAVE_EVERY_REQUEST=True,
+    ):
+        response = client.get("/read/")
+        assert response.status_code == 200
+        assert response.json() == {}
+        with pytest.raises(SessionStoreUnavailable):
+            client.get("/write/", {"colour": "red"})  # a write is refused, not dropped
+    assert client.cookies[COOKIE].value == cookie
+    assert client.get("/read/").json() == {"colour": "blue"}
+
+
 # -- the time-bound check ----------------------------------------------------------------------
 
 

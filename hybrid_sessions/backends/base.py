@@ -313,8 +313,13 @@ class ServerSessionBase(SessionBase):
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return self.create()
-        self._check_writable()
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined, unused-ignore]
+        if self._unavailable:
+            if not data:
+                # Outage with HYBRID_SESSIONS_ON_STORE_ERROR = "empty" and nothing to
+                # write (SESSION_SAVE_EVERY_REQUEST): keep the session as it is.
+                return None
+            self._check_writable()
         if self.session_key is None:
             # The key we were given matched no live session: start a new one.
             return self.create()
@@ -324,7 +329,7 @@ class ServerSessionBase(SessionBase):
             if not self.store.create(key, blob, self._meta(data)):
                 raise CreateError
             return self._created(blob)
-        changes = self._plan(data)
+        changes: Changes | None = None  # worked out only if another save got in first
         version, target = self._version, data
         locked: LockedUpdate | None = getattr(self.store, "update_locked", None)
         for attempt in range(1, max(1, conf.SAVE_MAX_RETRIES) + 1):
@@ -332,13 +337,14 @@ class ServerSessionBase(SessionBase):
             meta = self._meta(target)
             if version is None:
                 result = CasResult(ok=False, current=self.store.get(key))
-            elif not changes and blob == self._baseline:
+            elif blob == self._baseline and not self._cleared:
                 # Nothing changed (SESSION_SAVE_EVERY_REQUEST): only extend the expiry.
                 if not self.store.touch(key, meta):
                     raise UpdateError
                 return None
             elif locked is not None and attempt > OPTIMISTIC_ATTEMPTS:
                 # Lost race after race: merge under a lock held for this write only.
+                changes = changes or self._plan(data)
                 merge = LockedMerge(self, changes)
                 result = locked(key, merge)
                 if result.ok:
@@ -355,14 +361,20 @@ class ServerSessionBase(SessionBase):
             if current is None:
                 raise UpdateError
             version = current.version
+            changes = changes or self._plan(data)
             target = changes.apply(self._loads(current.data))
         raise UpdateError
 
     async def asave(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return await self.acreate()
-        self._check_writable()
         data = await self._aget_session(no_load=must_create)  # type: ignore[attr-defined, unused-ignore]
+        if self._unavailable:
+            if not data:
+                # Outage with HYBRID_SESSIONS_ON_STORE_ERROR = "empty" and nothing to
+                # write (SESSION_SAVE_EVERY_REQUEST): keep the session as it is.
+                return None
+            self._check_writable()
         if self.session_key is None:
             return await self.acreate()
         key = digest(self.session_key)
@@ -371,7 +383,7 @@ class ServerSessionBase(SessionBase):
             if not await self.store.acreate(key, blob, self._meta(data)):
                 raise CreateError
             return self._created(blob)
-        changes = self._plan(data)
+        changes: Changes | None = None  # worked out only if another save got in first
         version, target = self._version, data
         locked: LockedUpdate | None = getattr(self.store, "update_locked", None)
         for attempt in range(1, max(1, conf.SAVE_MAX_RETRIES) + 1):
@@ -379,11 +391,12 @@ class ServerSessionBase(SessionBase):
             meta = self._meta(target)
             if version is None:
                 result = CasResult(ok=False, current=await self.store.aget(key))
-            elif not changes and blob == self._baseline:
+            elif blob == self._baseline and not self._cleared:
                 if not await self.store.atouch(key, meta):
                     raise UpdateError
                 return None
             elif locked is not None and attempt > OPTIMISTIC_ATTEMPTS:
+                changes = changes or self._plan(data)
                 merge = LockedMerge(self, changes)
                 result = await sync_to_async(locked)(key, merge)
                 if result.ok:
@@ -400,6 +413,7 @@ class ServerSessionBase(SessionBase):
             if current is None:
                 raise UpdateError
             version = current.version
+            changes = changes or self._plan(data)
             target = changes.apply(self._loads(current.data))
         raise UpdateError
 
