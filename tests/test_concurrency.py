@@ -508,6 +508,43 @@ def test_a_save_that_loses_every_race_merges_under_a_short_lock(
     }
 
 
+@override_settings(
+    SESSION_ENGINE="hybrid_sessions.backends.hybrid", HYBRID_SESSIONS_INLINE_MAX_BYTES=0
+)
+def test_a_spilled_hybrid_save_that_loses_every_race_merges_under_a_short_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hybrid_sessions.backends import hybrid
+    from hybrid_sessions.stores.database import DatabaseStore
+
+    store = hybrid.SessionStore.get_store()
+    compare_and_set = DatabaseStore.compare_and_set
+    intrusions: list[int] = []
+
+    def always_beaten(self: DatabaseStore, digest: str, version: int, *args: Any) -> Any:
+        current = store.get(digest)
+        assert current is not None
+        intruder = json.loads(current.data or b"{}")
+        intruder[f"intruder{len(intrusions)}"] = 1
+        blob = json.dumps(intruder).encode()
+        assert compare_and_set(self, digest, current.version, blob, *args[1:]).ok
+        intrusions.append(current.version)
+        return compare_and_set(self, digest, version, *args)
+
+    session = hybrid.SessionStore()
+    session["seed"] = "s"
+    session.save()
+    mine = hybrid.SessionStore(session.session_key)
+    mine["mine"] = 1
+    monkeypatch.setattr(DatabaseStore, "compare_and_set", always_beaten)
+    mine.save()
+    monkeypatch.undo()
+    assert len(intrusions) == 3  # three lost races, then the locked merge
+    assert dict(hybrid.SessionStore(mine.session_key).items()) == {
+        "seed": "s", "intruder0": 1, "intruder1": 1, "intruder2": 1, "mine": 1,
+    }
+
+
 @committed
 def test_the_merge_lock_makes_only_writes_to_that_session_wait_and_only_for_it() -> None:
     from hybrid_sessions.backends import db

@@ -36,12 +36,13 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import import_module
 from typing import Any, ClassVar, TypeVar, cast
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.base import (
@@ -65,7 +66,7 @@ from ..stores.base import (
     digest,
 )
 from ..tokens import TokenCodec, set_cookie_size
-from .base import CREATE_ATTEMPTS, diff
+from .base import CREATE_ATTEMPTS, OPTIMISTIC_ATTEMPTS, Changes, LockedUpdate, diff
 
 logger = logging.getLogger("hybrid_sessions")
 
@@ -164,6 +165,33 @@ def forget_sessions(digests: Iterable[str]) -> None:
         liveness.record(key, False, now)
 
 
+class _LockedMerge:
+    """What ``update_locked`` calls with the latest record: this request's changes replayed."""
+
+    def __init__(
+        self,
+        session: SessionStore,
+        sid: str,
+        changes: Changes,
+        baseline: dict[str, Any] | None,
+        fallback: dict[str, Any],
+    ) -> None:
+        self.session, self.sid, self.changes = session, sid, changes
+        self.baseline, self.target = baseline, fallback
+        self.inline: str | None = None
+        self.stored: bytes | None = None
+
+    def __call__(self, current: StoredSession) -> tuple[bytes | None, SessionMeta]:
+        if current.data is not None:
+            self.target = self.changes.apply(self.session._loads(current.data))
+        elif self.baseline is not None:
+            self.target = self.changes.apply(self.baseline)
+        blob = self.session._dumps(self.target)
+        self.inline = self.session._inline_cookie(self.sid, current.version + 1, self.target, blob)
+        self.stored = None if self.inline is not None else blob
+        return self.stored, self.session._meta(self.target)
+
+
 class LivenessTrackingStore:
     """The spill store, seen through the hybrid engine: removals are remembered at once.
 
@@ -198,6 +226,22 @@ class LivenessTrackingStore:
 
     def touch(self, digest: str, meta: SessionMeta) -> bool:
         return self.inner.touch(digest, meta)
+
+    @property
+    def can_lock(self) -> bool:
+        """Whether the spill store offers ``update_locked``, the way out of a losing streak."""
+        return getattr(self.inner, "update_locked", None) is not None
+
+    def update_locked(
+        self, digest: str, build: Callable[[StoredSession], tuple[bytes | None, SessionMeta]]
+    ) -> CasResult:
+        locked: LockedUpdate = self.inner.update_locked  # type: ignore[attr-defined]
+        return locked(digest, build)
+
+    async def aupdate_locked(
+        self, digest: str, build: Callable[[StoredSession], tuple[bytes | None, SessionMeta]]
+    ) -> CasResult:
+        return await sync_to_async(self.update_locked)(digest, build)
 
     def delete(self, digest: str) -> None:
         self.inner.delete(digest)
@@ -627,8 +671,18 @@ class SessionStore(SessionBase):
                 token = self._spilled_cookie(sid, version, target)
                 self._written(sid, version, token, target, blob)
                 return None
+            if attempt >= OPTIMISTIC_ATTEMPTS and self.store.can_lock:  # type: ignore[attr-defined]
+                # Lost race after race: merge under a lock held for this one write.
+                merge = _LockedMerge(self, sid, changes, baseline, target)
+                result = yield ("update_locked", (key, merge))
+                if not result.ok:
+                    self._gone()
+                    raise UpdateError
+                token = merge.inline or self._spilled_cookie(sid, result.version, merge.target)
+                self._written(sid, result.version, token, merge.target, merge.stored)
+                return None
             meta = self._meta(target)
-            result: CasResult = yield ("compare_and_set", (key, version, stored, meta))
+            result = yield ("compare_and_set", (key, version, stored, meta))
             if result.ok:
                 # The token's version is only the next save's first guess: were
                 # it wrong, that save would conflict once and retry.
