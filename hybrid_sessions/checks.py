@@ -13,6 +13,9 @@ from .conf import conf
 #: Browsers drop a cookie whose name, value and attributes exceed this (RFC 6265 §6.1).
 BROWSER_COOKIE_LIMIT = 4096
 ALLOWED_ALGORITHMS = ("HS256", "HS384", "HS512")
+#: Below this no session cookie of ours fits: a spilled hybrid cookie with a
+#: signed-in user's keys, and its attributes, takes about 450 bytes.
+MIN_COOKIE_BUDGET = 512
 OUR_ENGINES = ("hybrid_sessions.backends.db", "hybrid_sessions.backends.cache")
 #: Django cache backends whose data is private to one process.
 PROCESS_LOCAL_CACHES = (
@@ -48,7 +51,7 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                 id="hybrid_sessions.E001",
             )
         )
-    budget_errors = _int_setting("COOKIE_MAX_BYTES", 256, "hybrid_sessions.E002")
+    budget_errors = _int_setting("COOKIE_MAX_BYTES", MIN_COOKIE_BUDGET, "hybrid_sessions.E002")
     errors += budget_errors
     if not budget_errors and conf.COOKIE_MAX_BYTES > BROWSER_COOKIE_LIMIT:
         errors.append(

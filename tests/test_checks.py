@@ -26,6 +26,7 @@ def test_the_default_settings_pass() -> None:
         ({"HYBRID_SESSIONS_JWT_ALGORITHM": "RS256"}, "hybrid_sessions.E001"),
         ({"HYBRID_SESSIONS_COOKIE_MAX_BYTES": "lots"}, "hybrid_sessions.E002"),
         ({"HYBRID_SESSIONS_COOKIE_MAX_BYTES": 100}, "hybrid_sessions.E002"),
+        ({"HYBRID_SESSIONS_COOKIE_MAX_BYTES": 511}, "hybrid_sessions.E002"),
         ({"HYBRID_SESSIONS_COOKIE_MAX_BYTES": 8192}, "hybrid_sessions.W003"),
         ({"HYBRID_SESSIONS_INLINE_MAX_BYTES": -1}, "hybrid_sessions.E004"),
         (
