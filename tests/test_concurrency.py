@@ -472,77 +472,53 @@ def test_no_lock_is_held_across_a_request(engine: Engine) -> None:
 
 # -- a losing streak ends in a merge under a short lock (the database store) ------------
 
+LOCKING_ENGINES = {
+    "db": {"SESSION_ENGINE": "hybrid_sessions.backends.db"},
+    "hybrid-db-spilled": {
+        "SESSION_ENGINE": "hybrid_sessions.backends.hybrid",
+        "HYBRID_SESSIONS_INLINE_MAX_BYTES": 0,
+    },
+}
 
+
+@pytest.mark.parametrize("overrides", LOCKING_ENGINES.values(), ids=LOCKING_ENGINES.keys())
 def test_a_save_that_loses_every_race_merges_under_a_short_lock(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any]
 ) -> None:
-    from hybrid_sessions.backends import db
+    from django.contrib.sessions.backends.base import SessionBase
+    from django.utils.module_loading import import_string
+
     from hybrid_sessions.stores.database import DatabaseStore
 
-    store = db.SessionStore.get_store()
-    compare_and_set = DatabaseStore.compare_and_set
-    intrusions: list[int] = []
+    with override_settings(**overrides):
+        engine: type[SessionBase] = import_string(overrides["SESSION_ENGINE"] + ".SessionStore")
+        store = engine.get_store()  # type: ignore[attr-defined]
+        compare_and_set = DatabaseStore.compare_and_set
+        intrusions: list[int] = []
 
-    def always_beaten(self: DatabaseStore, digest: str, version: int, *args: Any) -> Any:
-        # A writer in a tight loop commits just before each of our writes.
-        current = store.get(digest)
-        assert current is not None
-        intruder = json.loads(current.data or b"{}")
-        intruder[f"intruder{len(intrusions)}"] = 1
-        blob = json.dumps(intruder).encode()
-        assert compare_and_set(self, digest, current.version, blob, *args[1:]).ok
-        intrusions.append(current.version)
-        return compare_and_set(self, digest, version, *args)
+        def always_beaten(self: DatabaseStore, digest: str, version: int, *args: Any) -> Any:
+            # A writer in a tight loop commits just before each of our writes.
+            current = store.get(digest)
+            assert current is not None
+            intruder = json.loads(current.data or b"{}")
+            intruder[f"intruder{len(intrusions)}"] = 1
+            blob = json.dumps(intruder).encode()
+            assert compare_and_set(self, digest, current.version, blob, *args[1:]).ok
+            intrusions.append(current.version)
+            return compare_and_set(self, digest, version, *args)
 
-    session = db.SessionStore()
-    session["seed"] = "s"
-    session.save()
-    mine = db.SessionStore(session.session_key)
-    mine["mine"] = 1
-    monkeypatch.setattr(DatabaseStore, "compare_and_set", always_beaten)
-    mine.save()
-    monkeypatch.undo()
-    assert len(intrusions) == 3  # three lost races, then the locked merge
-    assert db.SessionStore(session.session_key).load() == {
-        "seed": "s", "intruder0": 1, "intruder1": 1, "intruder2": 1, "mine": 1,
-    }
-
-
-@override_settings(
-    SESSION_ENGINE="hybrid_sessions.backends.hybrid", HYBRID_SESSIONS_INLINE_MAX_BYTES=0
-)
-def test_a_spilled_hybrid_save_that_loses_every_race_merges_under_a_short_lock(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from hybrid_sessions.backends import hybrid
-    from hybrid_sessions.stores.database import DatabaseStore
-
-    store = hybrid.SessionStore.get_store()
-    compare_and_set = DatabaseStore.compare_and_set
-    intrusions: list[int] = []
-
-    def always_beaten(self: DatabaseStore, digest: str, version: int, *args: Any) -> Any:
-        current = store.get(digest)
-        assert current is not None
-        intruder = json.loads(current.data or b"{}")
-        intruder[f"intruder{len(intrusions)}"] = 1
-        blob = json.dumps(intruder).encode()
-        assert compare_and_set(self, digest, current.version, blob, *args[1:]).ok
-        intrusions.append(current.version)
-        return compare_and_set(self, digest, version, *args)
-
-    session = hybrid.SessionStore()
-    session["seed"] = "s"
-    session.save()
-    mine = hybrid.SessionStore(session.session_key)
-    mine["mine"] = 1
-    monkeypatch.setattr(DatabaseStore, "compare_and_set", always_beaten)
-    mine.save()
-    monkeypatch.undo()
-    assert len(intrusions) == 3  # three lost races, then the locked merge
-    assert dict(hybrid.SessionStore(mine.session_key).items()) == {
-        "seed": "s", "intruder0": 1, "intruder1": 1, "intruder2": 1, "mine": 1,
-    }
+        session = engine()
+        session["seed"] = "s"
+        session.save()
+        mine = engine(session.session_key)
+        mine["mine"] = 1
+        monkeypatch.setattr(DatabaseStore, "compare_and_set", always_beaten)
+        mine.save()
+        monkeypatch.undo()
+        assert len(intrusions) == 3  # three lost races, then the locked merge
+        assert dict(engine(mine.session_key).items()) == {
+            "seed": "s", "intruder0": 1, "intruder1": 1, "intruder2": 1, "mine": 1,
+        }
 
 
 @committed
