@@ -52,7 +52,9 @@ from django.contrib.sessions.backends.base import (
     UpdateError,
 )
 from django.core.exceptions import SuspiciousOperation
+from django.core.signals import setting_changed
 from django.core.signing import JSONSerializer
+from django.dispatch import receiver
 from django.utils.crypto import get_random_string
 
 from ..conf import DEFAULT_COOKIE_KEYS, conf
@@ -110,6 +112,62 @@ _MISSING: Any = object()
 def _now() -> float:
     """The clock of revalidation (a function, so tests can move time forward)."""
     return time.time()
+
+
+class _Site:
+    """The settings every request reads, read once and kept until a setting changes.
+
+    Reading a ``HYBRID_SESSIONS_*`` setting the site does not define costs a
+    few microseconds (Django's lazy settings raise and catch ``AttributeError``);
+    a request read a dozen of them. ``setting_changed`` (sent by
+    ``override_settings``) discards this object.
+    """
+
+    __slots__ = (
+        "codec",
+        "cookie_keys",
+        "cookie_max",
+        "cookie_name",
+        "expire_at_close",
+        "inline_max",
+        "revalidate",
+        "save_attempts",
+        "spill_engine",
+        "track_ip",
+        "track_user_agent",
+    )
+
+    def __init__(self) -> None:
+        self.cookie_name: str = settings.SESSION_COOKIE_NAME
+        # Per cookie name, so a token of one site's cookie never loads as another's.
+        self.codec = TokenCodec("hybrid_sessions.hybrid:" + self.cookie_name)
+        self.cookie_keys = tuple(conf.COOKIE_KEYS)
+        self.cookie_max = conf.COOKIE_MAX_BYTES
+        self.inline_max = conf.INLINE_MAX_BYTES
+        self.revalidate = conf.REVALIDATE_SECONDS
+        self.save_attempts = max(1, conf.SAVE_MAX_RETRIES)
+        self.spill_engine = conf.SPILL_ENGINE
+        self.track_ip = conf.TRACK_IP_ADDRESS
+        self.track_user_agent = conf.TRACK_USER_AGENT
+        self.expire_at_close: bool = settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
+
+
+_site_cache: _Site | None = None
+
+
+def _site() -> _Site:
+    global _site_cache
+    site = _site_cache
+    if site is None:
+        site = _site_cache = _Site()
+    return site
+
+
+@receiver(setting_changed)
+def _forget_site(**kwargs: Any) -> None:
+    """Any setting may be one of the cached ones (or one they derive from): drop them all."""
+    global _site_cache
+    _site_cache = None
 
 
 class LivenessCache:
@@ -348,7 +406,7 @@ class SessionStore(SessionBase):
     @classmethod
     def get_store(cls) -> ServerStore:
         """The spill engine's store (records, and data that did not fit the cookie)."""
-        inner: ServerStore = import_module(conf.SPILL_ENGINE).SessionStore.get_store()
+        inner: ServerStore = import_module(_site().spill_engine).SessionStore.get_store()
         tracking = cls._tracking
         if tracking is None or tracking.inner is not inner:
             tracking = cls._tracking = LivenessTrackingStore(inner)
@@ -360,8 +418,7 @@ class SessionStore(SessionBase):
 
     @staticmethod
     def _codec() -> TokenCodec:
-        # Per cookie name, so a token of one site's cookie never loads as another's.
-        return TokenCodec("hybrid_sessions.hybrid:" + settings.SESSION_COOKIE_NAME)
+        return _site().codec
 
     @property
     def session_digest(self) -> str | None:
@@ -411,11 +468,12 @@ class SessionStore(SessionBase):
 
     def _meta(self, data: dict[str, Any]) -> SessionMeta:
         user_id = data.get(SESSION_KEY)
+        site = _site()
         return SessionMeta(
             expires_at=self.get_expiry_date(expiry=data.get("_session_expiry")),
             user_id=None if user_id is None else str(user_id),
-            ip_address=self.ip_address if conf.TRACK_IP_ADDRESS else None,
-            user_agent=self.user_agent if conf.TRACK_USER_AGENT else None,
+            ip_address=self.ip_address if site.track_ip else None,
+            user_agent=self.user_agent if site.track_user_agent else None,
         )
 
     # -- the cookie ---------------------------------------------------------------
@@ -447,25 +505,37 @@ class SessionStore(SessionBase):
     def _cookie_params(self, data: dict[str, Any]) -> tuple[datetime, int | None]:
         """The token's expiry, and the ``Max-Age`` that ``SessionMiddleware`` will set."""
         expiry = data.get("_session_expiry")
-        at_close = settings.SESSION_EXPIRE_AT_BROWSER_CLOSE if expiry is None else expiry == 0
+        at_close = _site().expire_at_close if expiry is None else expiry == 0
         max_age = None if at_close else self.get_expiry_age(expiry=expiry)
         return self.get_expiry_date(expiry=expiry), max_age
 
     def _inline_cookie(
         self, sid: str, version: int, data: dict[str, Any], blob: bytes
     ) -> str | None:
-        """The cookie carrying the whole session, or ``None`` if it does not fit."""
-        inline_max = conf.INLINE_MAX_BYTES
+        """The cookie carrying the whole session, or ``None`` if it does not fit.
+
+        ``blob`` is ``data`` serialised. With the JSON serializer and ASCII-only
+        JSON it is, byte for byte, the JSON the token would carry, so it is
+        signed as it is rather than serialised again (non-ASCII text is
+        serialised again, as UTF-8: shorter in a cookie than ``\\u`` escapes).
+        """
+        site = _site()
+        inline_max = site.inline_max
         if len(blob) > inline_max * INLINE_RAW_FACTOR:
             return None
         expires_at, max_age = self._cookie_params(data)
-        token = self._codec().encode(
-            {"sid": sid, "v": version, "d": self._to_token(data)}, expires_at=expires_at
-        )
+        if self.serializer is JSONSerializer and b"\\u" not in blob:
+            # A session id is made of VALID_KEY_CHARS only: nothing to escape.
+            payload = f'{{"sid":"{sid}","v":{int(version)},"d":{blob.decode("ascii")}}}'
+            token = site.codec.encode_json(payload, expires_at=expires_at)
+        else:
+            token = site.codec.encode(
+                {"sid": sid, "v": version, "d": self._to_token(data)}, expires_at=expires_at
+            )
         if len(token) > inline_max:
             return None
-        size = set_cookie_size(settings.SESSION_COOKIE_NAME, token, max_age=max_age)
-        return token if size <= conf.COOKIE_MAX_BYTES else None
+        size = set_cookie_size(site.cookie_name, token, max_age=max_age)
+        return token if size <= site.cookie_max else None
 
     def _spilled_cookie(
         self, sid: str, version: int, data: dict[str, Any], flag: int = SPILLED
@@ -477,8 +547,9 @@ class SessionStore(SessionBase):
         rather than exceed it; they are fetched when read.
         """
         expires_at, max_age = self._cookie_params(data)
-        name, budget, codec = settings.SESSION_COOKIE_NAME, conf.COOKIE_MAX_BYTES, self._codec()
-        resident = {k: data[k] for k in conf.COOKIE_KEYS if k in data}
+        site = _site()
+        name, budget, codec = site.cookie_name, site.cookie_max, site.codec
+        resident = {k: data[k] for k in site.cookie_keys if k in data}
         candidates = [(resident, flag)]
         auth_only = {k: v for k, v in resident.items() if k in AUTH_KEYS}
         if auth_only != resident:
@@ -547,7 +618,7 @@ class SessionStore(SessionBase):
             return None
         self._sid, self._version = parsed.sid, parsed.version
         key = digest(parsed.sid)
-        now, window = _now(), conf.REVALIDATE_SECONDS
+        now, window = _now(), _site().revalidate
         alive = liveness.lookup(key, now, window)
         if alive is None and window > 0 and abs(now - parsed.issued_at) < window:
             # Issued by a write that checked the record less than a window ago.
@@ -653,18 +724,22 @@ class SessionStore(SessionBase):
             yield from self._fetch_flow()
             if self._sid is None:
                 raise UpdateError
-        baseline = self._baseline()
-        changes = diff(baseline, self._session_cache, self._cleared)
+        # What this request changed is worked out only once a race is lost:
+        # an uncontended save needs neither the baseline nor the diff.
+        baseline: dict[str, Any] | None = None
+        changes: Changes | None = None
         version, target = self._version, self._session_cache
-        for attempt in range(max(1, conf.SAVE_MAX_RETRIES)):
+        for attempt in range(_site().save_attempts):
             blob = self._dumps(target)
             # Only what decides the write is computed between the read and the
             # write; a spilled cookie is built after it, keeping the window of
             # a compare-and-set short under contention.
             inline = self._inline_cookie(sid, version + 1, target, blob)
             stored = None if inline is not None else blob
-            if stored is not None and not changes and stored == self._base_blob:
-                # Spilled and unchanged: extend the expiry, keep the data.
+            unchanged = not self._cleared if changes is None else not changes
+            if stored is not None and unchanged and stored == self._base_blob:
+                # Spilled and serialised exactly as stored: extend the expiry,
+                # keep the data.
                 if not (yield ("touch", (key, self._meta(target)))):
                     self._gone()
                     raise UpdateError
@@ -673,6 +748,7 @@ class SessionStore(SessionBase):
                 return None
             if attempt >= OPTIMISTIC_ATTEMPTS and self.store.can_lock:  # type: ignore[attr-defined]
                 # Lost race after race: merge under a lock held for this one write.
+                assert changes is not None  # set by the first lost race
                 merge = _LockedMerge(self, sid, changes, baseline, target)
                 result = yield ("update_locked", (key, merge))
                 if not result.ok:
@@ -700,6 +776,9 @@ class SessionStore(SessionBase):
             if current is None:
                 self._gone()
                 raise UpdateError
+            if changes is None:
+                baseline = self._baseline()
+                changes = diff(baseline, self._session_cache, self._cleared)
             # Another request wrote first: replay this request's changes onto
             # the newer state. A record without data means that state lives in
             # another cookie, which this request cannot see: its own wins.
