@@ -1,5 +1,9 @@
 """The relational store, through the Django ORM.
 
+The statements of every request (read, compare-and-set, touch, exists) are
+compiled once per connection from the model's metadata and run on Django's
+cursor; the rarer operations use querysets.
+
 Every operation is a single statement in autocommit mode (no BEGIN/COMMIT
 round trips); inside an outer transaction a savepoint guards the one statement
 that can fail on a key collision. The one exception is ``update_locked``, a
@@ -9,6 +13,7 @@ go to the write database so a request always reads its own writes.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,6 +22,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
 from django.db.models.functions import Length
 from django.utils import timezone
@@ -30,6 +36,86 @@ def _as_bytes(value: Any) -> bytes | None:
     if value is None:
         return None
     return bytes(value)
+
+
+class _Statements:
+    """The hot statements in one connection's SQL dialect, built once per connection.
+
+    The ORM rebuilds and recompiles a query on every call, which costs several
+    times the statement's own round trip for a primary-key lookup; these are
+    compiled once. Values pass through the fields' own adapters and results
+    through the backend's own converters, exactly as the ORM would apply them,
+    so types (``memoryview`` data, aware datetimes, UUID user keys) come out the
+    same on every backend.
+    """
+
+    def __init__(self, connection: BaseDatabaseWrapper, model: Any) -> None:
+        meta = model._meta
+        qn = connection.ops.quote_name
+        self.connection = connection
+        self.fields = {name: meta.get_field(name) for name in (
+            "key_digest", "data", "version", "user", "created_at", "last_activity",
+            "expire_date", "ip_address", "user_agent",
+        )}
+        # Only the model's own table and column names are interpolated, quoted by
+        # the backend; every value is a parameter.
+        table = qn(meta.db_table)
+        col = {name: qn(field.column) for name, field in self.fields.items()}
+        live = f"{col['key_digest']} = %s AND {col['expire_date']} > %s"
+        self.select = (
+            f"SELECT {col['data']}, {col['version']}, {col['expire_date']}, "  # noqa: S608
+            f"{col['user']} FROM {table} WHERE {live}"
+        )
+        self.exists = f"SELECT 1 FROM {table} WHERE {live}"  # noqa: S608
+        common = f"{col['expire_date']} = %s, {col['last_activity']} = %s"
+        optional = {
+            (ip, ua): common
+            + (f", {col['ip_address']} = %s" if ip else "")
+            + (f", {col['user_agent']} = %s" if ua else "")
+            for ip in (False, True) for ua in (False, True)
+        }
+        self.touch = {
+            k: f"UPDATE {table} SET {v} WHERE {live}"  # noqa: S608
+            for k, v in optional.items()
+        }
+        self.cas = {
+            k: (
+                f"UPDATE {table} SET {col['data']} = %s, {col['version']} = %s, "  # noqa: S608
+                f"{col['user']} = %s, {v} WHERE {live} AND {col['version']} = %s"
+            )
+            for k, v in optional.items()
+        }
+        self.converters = [
+            self._converters(self.fields[name])
+            for name in ("data", "version", "expire_date", "user")
+        ]
+
+    def _converters(self, field: Any) -> tuple[Any, list[Any]]:
+        column = field.get_col(field.model._meta.db_table)
+        return column, [
+            *self.connection.ops.get_db_converters(column),
+            *column.get_db_converters(self.connection),
+        ]
+
+    def prep(self, name: str, value: Any) -> Any:
+        return self.fields[name].get_db_prep_value(value, self.connection, prepared=False)
+
+    def now(self, value: datetime) -> Any:
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    def row(self, row: Sequence[Any]) -> list[Any]:
+        values = []
+        connection = self.connection
+        for value, (column, converters) in zip(row, self.converters, strict=True):
+            for converter in converters:
+                value = converter(value, column, connection)
+            values.append(value)
+        return values
+
+
+_statements: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Statements] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class DatabaseStore:
@@ -61,6 +147,22 @@ class DatabaseStore:
             fields["user_agent"] = meta.user_agent[:512]
         return fields
 
+    def _statements(self) -> tuple[str, _Statements]:
+        db = self.db
+        connection = connections[db]
+        statements = _statements.get(connection)
+        if statements is None:
+            statements = _statements[connection] = _Statements(connection, self.model)
+        return db, statements
+
+    def _execute(self, db: str, sql: str, params: Sequence[Any]) -> Any:
+        """Run one statement as the ORM would: errors inside ``atomic`` mark it for rollback."""
+        with transaction.mark_for_rollback_on_error(db), connections[db].cursor() as cursor:
+            cursor.execute(sql, params)
+            if sql.startswith("SELECT"):
+                return cursor.fetchone()
+            return cursor.rowcount
+
     def _live(self, digest: str) -> Any:
         return self.model.objects.using(self.db).filter(pk=digest, expire_date__gt=timezone.now())
 
@@ -77,10 +179,18 @@ class DatabaseStore:
         )
 
     def get(self, digest: str) -> StoredSession | None:
-        return self._first(self._live(digest))
+        db, sql = self._statements()
+        row = self._execute(db, sql.select, (digest, sql.now(timezone.now())))
+        if row is None:
+            return None
+        data, version, expires_at, user_id = sql.row(row)
+        return StoredSession(
+            _as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
+        )
 
     def exists(self, digest: str) -> bool:
-        return bool(self._live(digest).exists())
+        db, sql = self._statements()
+        return self._execute(db, sql.exists, (digest, sql.now(timezone.now()))) is not None
 
     def _latest(self, digest: str) -> StoredSession | None:
         """The row as last committed, for a compare-and-set that lost.
@@ -118,13 +228,14 @@ class DatabaseStore:
     def compare_and_set(
         self, digest: str, version: int, data: bytes | None, meta: SessionMeta
     ) -> CasResult:
-        now = timezone.now()
-        updated = (
-            self.model.objects.using(self.db)
-            .filter(pk=digest, version=version, expire_date__gt=now)
-            .update(data=data, version=version + 1, **self._fields(meta, now))
-        )
-        if updated:
+        db, sql = self._statements()
+        now = sql.now(timezone.now())
+        params = [
+            sql.prep("data", data), version + 1, sql.prep("user", self._user_pk(meta.user_id)),
+            *self._meta_params(sql, meta, now), digest, now, version,
+        ]
+        key = (meta.ip_address is not None, meta.user_agent is not None)
+        if self._execute(db, sql.cas[key], params):
             return CasResult(ok=True, version=version + 1)
         return CasResult(ok=False, current=self._latest(digest))
 
@@ -157,13 +268,23 @@ class DatabaseStore:
         return CasResult(ok=True, version=version)
 
     def touch(self, digest: str, meta: SessionMeta) -> bool:
-        now = timezone.now()
-        fields = self._fields(meta, now)
         # The data is not written, so neither is the user derived from it: a
         # request that loaded before a concurrent login must not unlink the user.
-        del fields["user_id"]
-        live = self.model.objects.using(self.db).filter(pk=digest, expire_date__gt=now)
-        return bool(live.update(**fields))
+        db, sql = self._statements()
+        now = sql.now(timezone.now())
+        params = [*self._meta_params(sql, meta, now), digest, now]
+        key = (meta.ip_address is not None, meta.user_agent is not None)
+        return bool(self._execute(db, sql.touch[key], params))
+
+    @staticmethod
+    def _meta_params(sql: _Statements, meta: SessionMeta, now: Any) -> list[Any]:
+        """Values for ``expire_date, last_activity[, ip_address][, user_agent]``."""
+        params = [sql.prep("expire_date", meta.expires_at), now]
+        if meta.ip_address is not None:
+            params.append(sql.prep("ip_address", meta.ip_address))
+        if meta.user_agent is not None:
+            params.append(sql.prep("user_agent", meta.user_agent[:512]))
+        return params
 
     def delete(self, digest: str) -> None:
         db = self.db
