@@ -203,13 +203,13 @@ DELETE_USER = LuaScript(_DELETE_USER)
 
 def _ms(value: datetime) -> int:
     """Milliseconds since the epoch; naive datetimes are in the current time zone."""
-    if timezone.is_naive(value):
+    if value.tzinfo is None or value.utcoffset() is None:
         value = timezone.make_aware(value)
     return math.floor(value.timestamp() * 1000)
 
 
 def _now_ms() -> int:
-    return _ms(timezone.now())
+    return math.floor(time.time() * 1000)
 
 
 def _datetime(ms: bytes | int) -> datetime:
@@ -244,6 +244,32 @@ class RedisStore:
     def _index_key(self, user_id: str) -> str:
         return self._key("u", user_id)
 
+    def _backend(self) -> tuple[str, Any, Any]:
+        """The alias, its cache and a client, looked up once per operation.
+
+        The same objects ``get_redis_connection`` returns, without a second
+        lookup of the cache (a thread-local) per name and per client.
+        """
+        alias = self.alias
+        cache: Any = caches[alias]
+        try:
+            client = cache.client.get_client(True)
+        except AttributeError:
+            client = get_redis_connection(alias)  # raises its own NotImplementedError
+        return alias, cache, client
+
+    def _unavailable(self, action: str, started: float, exc: Exception) -> SessionStoreUnavailable:
+        """Log one error for a connection failure; the exception for the caller to raise."""
+        elapsed = time.monotonic() - started
+        alias = self.alias
+        logger.error(
+            "Redis session store unavailable (cache alias %r): %s failed after %.3f s: %s",
+            alias, action, elapsed, exc,
+        )
+        return SessionStoreUnavailable(
+            f"Redis session store unavailable (cache alias {alias!r}): {exc}"
+        )
+
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
         """Turn a connection failure into one logged error and ``SessionStoreUnavailable``."""
@@ -251,39 +277,40 @@ class RedisStore:
         try:
             yield
         except UNAVAILABLE as exc:
-            elapsed = time.monotonic() - started
-            logger.error(
-                "Redis session store unavailable (cache alias %r): %s failed after %.3f s: %s",
-                self.alias, action, elapsed, exc,
-            )
-            raise SessionStoreUnavailable(
-                f"Redis session store unavailable (cache alias {self.alias!r}): {exc}"
-            ) from exc
+            raise self._unavailable(action, started, exc) from exc
 
     def _write(
         self, action: str, script: LuaScript, digest: str, meta: SessionMeta, extra: Sequence[Any]
     ) -> Any:
-        keys = [self._session_key(digest)]
-        if meta.user_id is not None and script is not TOUCH:
-            keys.append(self._index_key(meta.user_id))
-        args = [
-            digest,
-            _now_ms(),
-            _ms(meta.expires_at),
-            meta.user_id or "",
-            meta.ip_address or "",
-            (meta.user_agent or "")[:USER_AGENT_MAX],
-            *extra,
-        ]
-        with self._guard(action):
-            return script(self._client(), keys, args)
+        started = time.monotonic()
+        try:
+            _alias, cache, client = self._backend()
+            keys = [str(cache.make_key(f"hs:s:{digest}"))]
+            if meta.user_id is not None and script is not TOUCH:
+                keys.append(str(cache.make_key(f"hs:u:{meta.user_id}")))
+            args = [
+                digest,
+                _now_ms(),
+                _ms(meta.expires_at),
+                meta.user_id or "",
+                meta.ip_address or "",
+                (meta.user_agent or "")[:USER_AGENT_MAX],
+                *extra,
+            ]
+            return script(client, keys, args)
+        except UNAVAILABLE as exc:
+            raise self._unavailable(action, started, exc) from exc
 
     # -- reads ------------------------------------------------------------------
 
     def get(self, digest: str) -> StoredSession | None:
-        key = self._session_key(digest)
-        with self._guard("read"):
-            version, data, expires, user = self._client().hmget(key, "v", "d", "e", "u")
+        started = time.monotonic()
+        try:
+            _alias, cache, client = self._backend()
+            key = str(cache.make_key(f"hs:s:{digest}"))
+            version, data, expires, user = client.hmget(key, "v", "d", "e", "u")
+        except UNAVAILABLE as exc:
+            raise self._unavailable("read", started, exc) from exc
         if version is None:
             return None
         return StoredSession(data, int(version), _datetime(expires), _text(user))
