@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import itertools
 import logging
 import random
 import time
@@ -202,11 +203,14 @@ class ServerSessionBase(SessionBase):
 
     def _meta(self, data: dict[str, Any]) -> SessionMeta:
         user_id = data.get("_auth_user_id")
+        # The settings are read only when there is something to track: a missing
+        # setting costs a caught AttributeError per read.
+        ip, agent = self.ip_address, self.user_agent
         return SessionMeta(
             expires_at=self.get_expiry_date(expiry=data.get("_session_expiry")),
             user_id=None if user_id is None else str(user_id),
-            ip_address=self.ip_address if conf.TRACK_IP_ADDRESS else None,
-            user_agent=self.user_agent if conf.TRACK_USER_AGENT else None,
+            ip_address=ip if ip is not None and conf.TRACK_IP_ADDRESS else None,
+            user_agent=agent if agent is not None and conf.TRACK_USER_AGENT else None,
         )
 
     # -- loading ----------------------------------------------------------------
@@ -332,7 +336,7 @@ class ServerSessionBase(SessionBase):
         changes: Changes | None = None  # worked out only if another save got in first
         version, target = self._version, data
         locked: LockedUpdate | None = getattr(self.store, "update_locked", None)
-        for attempt in range(1, max(1, conf.SAVE_MAX_RETRIES) + 1):
+        for attempt in itertools.count(1):
             blob = self._dumps(target)
             meta = self._meta(target)
             if version is None:
@@ -363,6 +367,8 @@ class ServerSessionBase(SessionBase):
             version = current.version
             changes = changes or self._plan(data)
             target = changes.apply(self._loads(current.data))
+            if attempt >= max(1, conf.SAVE_MAX_RETRIES):  # read only once a race is lost
+                break
         raise UpdateError
 
     async def asave(self, must_create: bool = False) -> None:
@@ -386,7 +392,7 @@ class ServerSessionBase(SessionBase):
         changes: Changes | None = None  # worked out only if another save got in first
         version, target = self._version, data
         locked: LockedUpdate | None = getattr(self.store, "update_locked", None)
-        for attempt in range(1, max(1, conf.SAVE_MAX_RETRIES) + 1):
+        for attempt in itertools.count(1):
             blob = self._dumps(target)
             meta = self._meta(target)
             if version is None:
@@ -415,6 +421,8 @@ class ServerSessionBase(SessionBase):
             version = current.version
             changes = changes or self._plan(data)
             target = changes.apply(self._loads(current.data))
+            if attempt >= max(1, conf.SAVE_MAX_RETRIES):  # read only once a race is lost
+                break
         raise UpdateError
 
     # -- deleting ---------------------------------------------------------------
