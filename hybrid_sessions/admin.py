@@ -110,8 +110,12 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         annotated: QuerySet[Any] = queryset.defer("data").annotate(_data_size=Length("data"))
         return annotated
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # ``action_location`` exists from Django 6.1 on; 5.2 calls without it.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg, unused-ignore]
         actions.pop("delete_selected", None)
         return actions
 
