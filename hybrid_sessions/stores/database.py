@@ -338,18 +338,13 @@ class DatabaseStore:
             if len(digests) < batch:
                 return removed
 
-    # -- async: the ORM's async API where it has one --------------------------------
+    # -- async: the sync statements on Django's database thread, as the ORM's async API does --
 
     async def aget(self, digest: str) -> StoredSession | None:
-        qs = self._live(digest).values_list("data", "version", "expire_date", "user_id")[:1]
-        async for data, version, expires_at, user_id in qs:
-            return StoredSession(
-                _as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
-            )
-        return None
+        return await sync_to_async(self.get)(digest)
 
     async def aexists(self, digest: str) -> bool:
-        return bool(await self._live(digest).aexists())
+        return await sync_to_async(self.exists)(digest)
 
     async def acreate(self, digest: str, data: bytes | None, meta: SessionMeta) -> bool:
         return await sync_to_async(self.create)(digest, data, meta)
