@@ -466,11 +466,14 @@ class SessionStore(SessionBase):
             return data
         return self._loads(json.dumps(data).encode())
 
-    def _meta(self, data: dict[str, Any]) -> SessionMeta:
+    def _meta(self, data: dict[str, Any], expires_at: datetime | None = None) -> SessionMeta:
+        """The record's metadata; ``expires_at`` when the caller has just worked it out."""
         user_id = data.get(SESSION_KEY)
         site = _site()
+        if expires_at is None:
+            expires_at = self.get_expiry_date(expiry=data.get("_session_expiry"))
         return SessionMeta(
-            expires_at=self.get_expiry_date(expiry=data.get("_session_expiry")),
+            expires_at=expires_at,
             user_id=None if user_id is None else str(user_id),
             ip_address=self.ip_address if site.track_ip else None,
             user_agent=self.user_agent if site.track_user_agent else None,
@@ -510,7 +513,12 @@ class SessionStore(SessionBase):
         return self.get_expiry_date(expiry=expiry), max_age
 
     def _inline_cookie(
-        self, sid: str, version: int, data: dict[str, Any], blob: bytes
+        self,
+        sid: str,
+        version: int,
+        data: dict[str, Any],
+        blob: bytes,
+        params: tuple[datetime, int | None] | None = None,
     ) -> str | None:
         """The cookie carrying the whole session, or ``None`` if it does not fit.
 
@@ -523,7 +531,7 @@ class SessionStore(SessionBase):
         inline_max = site.inline_max
         if len(blob) > inline_max * INLINE_RAW_FACTOR:
             return None
-        expires_at, max_age = self._cookie_params(data)
+        expires_at, max_age = self._cookie_params(data) if params is None else params
         if self.serializer is JSONSerializer and b"\\u" not in blob:
             # A session id is made of VALID_KEY_CHARS only: nothing to escape.
             payload = f'{{"sid":"{sid}","v":{int(version)},"d":{blob.decode("ascii")}}}'
@@ -731,10 +739,11 @@ class SessionStore(SessionBase):
         version, target = self._version, self._session_cache
         for attempt in range(_site().save_attempts):
             blob = self._dumps(target)
+            params = self._cookie_params(target)
             # Only what decides the write is computed between the read and the
             # write; a spilled cookie is built after it, keeping the window of
             # a compare-and-set short under contention.
-            inline = self._inline_cookie(sid, version + 1, target, blob)
+            inline = self._inline_cookie(sid, version + 1, target, blob, params)
             stored = None if inline is not None else blob
             unchanged = not self._cleared if changes is None else not changes
             if stored is not None and unchanged and stored == self._base_blob:
@@ -757,7 +766,7 @@ class SessionStore(SessionBase):
                 token = merge.inline or self._spilled_cookie(sid, result.version, merge.target)
                 self._written(sid, result.version, token, merge.target, merge.stored)
                 return None
-            meta = self._meta(target)
+            meta = self._meta(target, params[0])
             result = yield ("compare_and_set", (key, version, stored, meta))
             if result.ok:
                 # The token's version is only the next save's first guess: were
