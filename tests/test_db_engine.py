@@ -142,3 +142,22 @@ def test_an_expired_row_is_not_revived_by_a_late_save() -> None:
     late["a"] = 2
     with pytest.raises(UpdateError):
         late.save()
+
+
+
+def test_reads_follow_a_change_of_use_tz() -> None:
+    """The compiled statements convert as the ORM does under the settings of the moment."""
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    assert session.session_key is not None
+    key_digest = hashlib.sha256(session.session_key.encode()).hexdigest()
+    store = SessionStore.get_store()
+    record = store.get(key_digest)
+    assert record is not None
+    assert timezone.is_aware(record.expires_at)
+    with override_settings(USE_TZ=False):
+        record = store.get(key_digest)
+        assert record is not None
+        assert timezone.is_naive(record.expires_at)
+        assert record.expires_at > timezone.now()

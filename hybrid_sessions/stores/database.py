@@ -21,6 +21,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.signals import setting_changed
 from django.db import IntegrityError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
@@ -116,6 +117,14 @@ class _Statements:
 _statements: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Statements] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def _forget_statements(**kwargs: Any) -> None:
+    """Rebuild after any settings change: the converters depend on ``USE_TZ``, for one."""
+    _statements.clear()
+
+
+setting_changed.connect(_forget_statements, dispatch_uid="hybrid_sessions_statements")
 
 
 class DatabaseStore:
