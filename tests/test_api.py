@@ -7,6 +7,7 @@ against the engine's store and against loading the session again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,9 +100,11 @@ def test_list_sessions_returns_each_live_session_of_the_user(
 
 def test_list_sessions_puts_the_most_recently_active_first(engine: Engine, alice: User) -> None:
     older = signed_in(engine, alice)
+    time.sleep(0.003)  # activity times are kept to the millisecond: make them differ
     newer = signed_in(engine, alice)
     assert [i.digest for i in api.list_sessions(alice)] == [digest_of(newer), digest_of(older)]
 
+    time.sleep(0.003)
     older["visited"] = True
     older.save()
 
