@@ -490,7 +490,9 @@ def render(results: dict[str, Any], images: list[str]) -> str:
         "",
         "Ratios measured in the same run. Where a target is missed, the last column says "
         "what the run itself shows about why: whether the spread covers the limit, the I/O "
-        "each side did per request, and where ours spends its time (cProfile).",
+        "each side did per request, and where ours spends its time (cProfile). "
+        "The reasons that hold whatever the machine (what each engine must do per "
+        "request, JSON against pickle) are worked out in :doc:`performance`.",
         "",
         targets_table(verdicts),
     ]
