@@ -307,20 +307,22 @@ class TokenCodec:
 
     # -- decoding ---------------------------------------------------------------
 
-    def decode(self, token: str) -> Decoded:
+    def decode(self, token: str, *, verify_exp: bool = True) -> Decoded:
         """Verify ``token`` and return its contents.
 
         Raises a :class:`~hybrid_sessions.exceptions.TokenError` subclass on any
-        failure, and nothing else.
+        failure, and nothing else. ``verify_exp=False`` accepts an expired token
+        (the signature is still checked): only for cleaning up what it names,
+        never for serving it.
         """
         try:
-            return self._decode(token)
+            return self._decode(token, verify_exp)
         except TokenError:
             raise
         except Exception as exc:  # the contract: only TokenError escapes
             raise MalformedToken(f"Unreadable token ({type(exc).__name__}).") from exc
 
-    def _decode(self, token: str) -> Decoded:
+    def _decode(self, token: str, verify_exp: bool = True) -> Decoded:
         if not isinstance(token, str):
             raise MalformedToken("A token is a string.")
         site = _site()
@@ -334,12 +336,12 @@ class TokenCodec:
             data, current = self._verify(site, parts)
             if header == site.headers[1]:
                 data = _inflate(data)
-            return _claims(data, current=current and not site.encrypt)
+            return _claims(data, current=current and not site.encrypt, verify_exp=verify_exp)
         if len(parts) == 5:
             if parts[0] != _ENCRYPTED_HEADER:
                 raise _header_error(parts[0], expected=site.alg)
             data, current = self._decrypt(site, parts)
-            return _claims(data, current=current and site.encrypt)
+            return _claims(data, current=current and site.encrypt, verify_exp=verify_exp)
         raise MalformedToken(f"A token has 3 or 5 segments, not {len(parts)}.")
 
     def _verify(self, site: _Site, parts: list[str]) -> tuple[bytes, bool]:
@@ -419,7 +421,7 @@ def _header_error(segment: str, *, expected: str | None) -> TokenError:
     return MalformedToken("The token's header is not one this site issues.")
 
 
-def _claims(data: bytes, *, current: bool) -> Decoded:
+def _claims(data: bytes, *, current: bool, verify_exp: bool = True) -> Decoded:
     try:
         claims = _json_decode(data.decode())
     except (ValueError, RecursionError) as exc:
@@ -433,7 +435,7 @@ def _claims(data: bytes, *, current: bool) -> Decoded:
     if expires_at is not None:
         if type(expires_at) is not int:
             raise MalformedToken("The token's exp claim is not a NumericDate.")
-        if expires_at <= time.time():
+        if verify_exp and expires_at <= time.time():
             raise ExpiredToken("The token has expired.")
     return Decoded(payload, issued_at, expires_at, current)
 

@@ -85,6 +85,15 @@ def test_a_token_past_its_expiry_is_refused(codec: TokenCodec) -> None:
         codec.decode(token)
 
 
+def test_an_expired_token_can_be_read_for_clean_up_but_never_unsigned(codec: TokenCodec) -> None:
+    token = codec.encode({"a": 1}, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert codec.decode(token, verify_exp=False).payload == {"a": 1}
+    header, claims, signature = token.split(".")
+    forged = f"{header}.{claims}.{signature[:-2]}AA"
+    with pytest.raises(InvalidSignature):
+        codec.decode(forged, verify_exp=False)
+
+
 @pytest.mark.parametrize("alg", ["HS384", "HS512"])
 def test_the_pinned_algorithm_can_be_raised_and_the_old_one_is_then_refused(alg: str) -> None:
     codec = TokenCodec(PURPOSE)

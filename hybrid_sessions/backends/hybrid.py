@@ -481,10 +481,10 @@ class SessionStore(SessionBase):
 
     # -- the cookie ---------------------------------------------------------------
 
-    def _parse(self, token: str) -> _Parsed | None:
+    def _parse(self, token: str, *, verify_exp: bool = True) -> _Parsed | None:
         """The token's contents, or ``None`` for anything we did not issue, or expired."""
         try:
-            decoded = self._codec().decode(token)
+            decoded = self._codec().decode(token, verify_exp=verify_exp)
         except TokenError as exc:
             logger.debug("Session cookie refused: %s", exc)
             return None
@@ -974,13 +974,17 @@ class SessionStore(SessionBase):
             await self._arun(self._fetch_flow())
         return self._session_cache
 
-    def _digest_of(self, session_key: str | None) -> str | None:
-        """The record digest a cookie value names, without asking the server."""
+    def _digest_of(self, session_key: str | None, *, expired_too: bool = False) -> str | None:
+        """The record digest a cookie value names, without asking the server.
+
+        ``expired_too`` lets a delete find the record of an expired cookie that
+        we issued, so that it is removed now rather than by ``clearsessions``.
+        """
         if not self._validate_session_key(session_key):
             return None
         if session_key == self.session_key and self._sid is not None:
             return digest(self._sid)
-        parsed = self._parse(session_key)  # type: ignore[arg-type]
+        parsed = self._parse(session_key, verify_exp=not expired_too)  # type: ignore[arg-type]
         return None if parsed is None else digest(parsed.sid)
 
     def exists(self, session_key: str | None) -> bool:
@@ -1069,12 +1073,16 @@ class SessionStore(SessionBase):
     # -- deleting -----------------------------------------------------------------------
 
     def delete(self, session_key: str | None = None) -> None:
-        key = self._digest_of(self.session_key if session_key is None else session_key)
+        key = self._digest_of(
+            self.session_key if session_key is None else session_key, expired_too=True
+        )
         if key is not None:
             self.store.delete(key)  # the store wrapper marks it gone in this process
 
     async def adelete(self, session_key: str | None = None) -> None:
-        key = self._digest_of(self.session_key if session_key is None else session_key)
+        key = self._digest_of(
+            self.session_key if session_key is None else session_key, expired_too=True
+        )
         if key is not None:
             await self.store.adelete(key)
 
