@@ -6,10 +6,13 @@ Every property reads ``django.conf.settings`` on access, so
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Literal, TypeVar
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+
+T = TypeVar("T")
 
 #: Keys that the hybrid engine keeps in the cookie even when the rest of the
 #: session is spilled: enough for ``request.user`` and the expiry policy.
@@ -91,3 +94,25 @@ class Settings:
 
 
 conf = Settings()
+
+
+class SettingsCache(Generic[T]):
+    """A value derived from settings for hot paths: built on first use, dropped on any change.
+
+    Reading a dozen settings on every request costs more than the work they
+    configure; ``override_settings`` still works because any change drops it.
+    """
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        setting_changed.connect(self._drop, weak=False)
+
+    def __call__(self) -> T:
+        value = self._value
+        if value is None:
+            value = self._value = self._build()
+        return value
+
+    def _drop(self, **kwargs: Any) -> None:
+        self._value = None

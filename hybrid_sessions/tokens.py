@@ -51,12 +51,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from django.utils.http import http_date
 from jwt.algorithms import HMACAlgorithm
 
-from .conf import conf
+from .conf import SettingsCache, conf
 from .exceptions import (
     DecryptionFailed,
     DisallowedAlgorithm,
@@ -205,25 +203,8 @@ class _Site:
         return ciphers
 
 
-_site_cache: _Site | None = None
-
-
-def _site() -> _Site:
-    global _site_cache
-    site = _site_cache
-    if site is None:
-        site = _site_cache = _Site()
-    return site
-
-
-@receiver(setting_changed)
-def _forget_site(*, setting: str, **kwargs: Any) -> None:
-    """Drop the cached configuration when a setting it depends on changes (tests)."""
-    global _site_cache
-    if setting in ("SECRET_KEY", "SECRET_KEY_FALLBACKS") or setting.startswith(
-        ("HYBRID_SESSIONS_", "SESSION_COOKIE_")
-    ):
-        _site_cache = None
+#: The codec's configuration, rebuilt whenever a setting changes.
+_site = SettingsCache(_Site)
 
 
 # -- the codec ----------------------------------------------------------------------

@@ -52,12 +52,10 @@ from django.contrib.sessions.backends.base import (
     UpdateError,
 )
 from django.core.exceptions import SuspiciousOperation
-from django.core.signals import setting_changed
 from django.core.signing import JSONSerializer
-from django.dispatch import receiver
 from django.utils.crypto import get_random_string
 
-from ..conf import DEFAULT_COOKIE_KEYS, conf
+from ..conf import DEFAULT_COOKIE_KEYS, SettingsCache, conf
 from ..exceptions import CookieTooLarge, SessionStoreUnavailable, TokenError
 from ..stores.base import (
     CasResult,
@@ -152,22 +150,8 @@ class _Site:
         self.expire_at_close: bool = settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
 
 
-_site_cache: _Site | None = None
-
-
-def _site() -> _Site:
-    global _site_cache
-    site = _site_cache
-    if site is None:
-        site = _site_cache = _Site()
-    return site
-
-
-@receiver(setting_changed)
-def _forget_site(**kwargs: Any) -> None:
-    """Any setting may be one of the cached ones (or one they derive from): drop them all."""
-    global _site_cache
-    _site_cache = None
+#: The engine's hot settings, rebuilt whenever a setting changes.
+_site = SettingsCache(_Site)
 
 
 class LivenessCache:
