@@ -333,9 +333,16 @@ def test_a_late_unmodified_save_does_not_bring_back_an_ended_session(engine: Eng
 def test_a_session_flushed_while_another_thread_writes_stays_gone(engine: Engine) -> None:
     key = _new_session(engine)
     writing = threading.Event()
+    flushed = threading.Event()
 
     def writer() -> None:
-        for i in range(REQUESTS):
+        # Write until the flush is seen. The thread scheduler decides when the flush lands,
+        # so the loop is bounded by time, not by a count; a request that begins after the
+        # flush has returned must see it.
+        deadline = time.monotonic() + TIMEOUT
+        i = 0
+        while time.monotonic() < deadline:
+            begun_after_flush = flushed.is_set()
             session = engine.store(key)
             session[f"w{i}"] = i
             if session.session_key != key:
@@ -344,13 +351,16 @@ def test_a_session_flushed_while_another_thread_writes_stays_gone(engine: Engine
                 session.save()
             except UpdateError:
                 return
+            assert not begun_after_flush, "a request begun after the flush did not see it"
             if i == 10:
                 writing.set()
+            i += 1
         raise AssertionError("the session was never flushed")
 
     def logout() -> None:
         assert writing.wait(TIMEOUT)
         engine.store(key).flush()
+        flushed.set()
 
     _in_threads(writer, logout)
     assert engine.store(key).load() == {}
