@@ -105,7 +105,8 @@ FORGED = {
     "path": "..%2F..%2Fetc%2Fpasswd",
     "jwt-none": "eyJhbGciOiJub25lIn0.eyJfYXV0aF91c2VyX2lkIjoiMSJ9.",
 }
-READ_ONLY_PAGES = ["/accounts/login/", "/accounts/sessions/", "/admin/", "/admin/login/"]
+#: Every page a GET can reach; none of them writes a session that does not exist yet.
+READ_ONLY_PAGES = ["/", "/accounts/login/", "/accounts/sessions/", "/admin/", "/admin/login/"]
 
 
 @pytest.mark.parametrize("cookie", list(FORGED.values()), ids=list(FORGED))
@@ -122,22 +123,33 @@ def test_a_forged_cookie_creates_no_session_record(
 
 
 @pytest.mark.parametrize("cookie", list(FORGED.values()), ids=list(FORGED))
-def test_a_forged_cookie_on_a_writing_page_gets_a_fresh_session(
-    engine: Engine, cookie: str
-) -> None:
+def test_a_forged_cookie_on_a_write_gets_a_fresh_session(engine: Engine, cookie: str) -> None:
     client = Client()
     client.cookies[COOKIE] = cookie
 
-    response = client.get("/")
+    response = client.post("/", {"action": "set", "key": "colour", "value": "teal"})
 
-    assert response.status_code == 200
-    assert response.context["request"].session["counter"] == 1
+    assert response.status_code == 302
     issued = response.cookies[COOKIE].value
     assert issued
     assert issued != cookie
     assert engine.records() == (1 if engine.server_side else 0)
     if engine.server_side:
         assert current(engine, client) != digest(cookie)
+    assert client.get("/").context["request"].session["colour"] == "teal"
+
+
+def test_a_first_visit_creates_no_session_and_a_later_one_counts(engine: Engine) -> None:
+    client = Client()
+
+    first = client.get("/")
+
+    assert first.status_code == 200
+    assert COOKIE not in first.cookies
+    assert engine.records() == 0
+    client.post("/", {"action": "set", "key": "colour", "value": "teal"})
+    assert client.get("/").context["request"].session["counter"] == 1
+    assert client.get("/").context["request"].session["counter"] == 2
 
 
 # -- login and logout keep the user link in step -------------------------------------------
@@ -146,7 +158,7 @@ def test_a_forged_cookie_on_a_writing_page_gets_a_fresh_session(
 @server_engines
 def test_login_links_the_session_to_the_user(engine: Engine, demo_user: User) -> None:
     client = browser()
-    client.get("/")  # an anonymous session first: the counter
+    submit(client, "/", "/", {"action": "set", "key": "colour", "value": "teal"})  # anonymous
     anonymous = current(engine, client)
 
     response = log_in(client)
@@ -156,7 +168,7 @@ def test_login_links_the_session_to_the_user(engine: Engine, demo_user: User) ->
     (info,) = api.list_sessions(demo_user)
     assert info.digest == current(engine, client) != anonymous
     assert engine.records() >= 1
-    assert client.get("/").context["request"].session["counter"] == 2  # data kept over login
+    assert client.get("/").context["request"].session["colour"] == "teal"  # kept over login
 
 
 @server_engines

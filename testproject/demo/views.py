@@ -53,14 +53,17 @@ def _handle_post(request: HttpRequest) -> KeyValueForm | None:
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """Count visits in the session, and let the visitor add and remove keys."""
+    """Let the visitor add and remove keys; count the visits of a session that exists."""
     form = KeyValueForm()
     if request.method == "POST":
         invalid = _handle_post(request)
         if invalid is None:
             return redirect("home")
         form = invalid
-    else:
+    elif any(True for _key in request.session.keys()):  # noqa: SIM118
+        # Count visits of a session that exists. A visitor without one (or with a
+        # forged, expired or revoked cookie) only reads: a plain GET creates no
+        # session record, so crawlers and hostile cookies cost the server nothing.
         request.session["counter"] = request.session.get("counter", 0) + 1
     items: list[dict[str, Any]] = [
         {"key": key, "value": str(value), "size": len(str(value)), "own": not key.startswith("_")}
