@@ -256,7 +256,15 @@ class TokenCodec:
         object is refused by :meth:`decode`.
         """
         exp = "" if expires_at is None else f',"exp":{int(expires_at.timestamp())}'
-        raw = f'{{"iat":{int(time.time())}{exp},"d":{payload}}}'.encode()
+        claims = f'{{"iat":{int(time.time())}{exp},"d":{payload}}}'
+        try:
+            raw = claims.encode()
+        except UnicodeEncodeError:
+            # A lone surrogate (``json.loads`` makes one of "\ud800") has no UTF-8
+            # form. Outside strings JSON is ASCII, so it can only sit inside one,
+            # where the \u escape that ``json.dumps`` would write is what
+            # backslashreplace writes.
+            raw = claims.encode("utf-8", "backslashreplace")
         site = _site()
         if site.encrypt:
             return self._encrypt(site, raw)

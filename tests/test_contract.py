@@ -66,6 +66,15 @@ def test_writing_under_a_hostile_cookie_starts_a_fresh_session(engine: Engine, c
     assert client.get("/read/").json() == {"a": "1"}
 
 
+def test_text_with_a_lone_surrogate_is_saved_and_read_back(engine: Engine) -> None:
+    # json.loads("\"\\ud800\"") is such text: a view storing a field of a JSON
+    # request body stores whatever the client sent.
+    session = engine.store()
+    session["name"] = "x\ud800y"
+    session.save()
+    assert engine.store(session.session_key)["name"] == "x\ud800y"
+
+
 def test_a_view_that_ignores_the_session_sets_no_cookie(engine: Engine) -> None:
     client = Client()
     client.get("/write/", {"a": "1"})

@@ -74,6 +74,25 @@ def test_session_keys_cannot_collide_with_registered_claims(codec: TokenCodec) -
     assert decoded.payload == payload
 
 
+#: What ``json.loads`` makes of ``"\\ud800"``: text a view may put in a session,
+#: with no UTF-8 form.
+LONE_SURROGATE = "x\ud800y"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"name": LONE_SURROGATE}, {"name": LONE_SURROGATE, "cart": ["the same item"] * 100}],
+    ids=["plain", "compressed"],
+)
+@pytest.mark.parametrize("encrypt", [False, True], ids=["signed", "encrypted"])
+def test_text_with_a_lone_surrogate_round_trips(
+    codec: TokenCodec, payload: dict[str, Any], encrypt: bool
+) -> None:
+    with override_settings(HYBRID_SESSIONS_ENCRYPT=encrypt):
+        token = codec.encode(payload, expires_at=in_an_hour())
+        assert codec.decode(token).payload == payload
+
+
 def test_without_an_expiry_a_token_has_no_exp_claim(codec: TokenCodec) -> None:
     decoded = codec.decode(codec.encode({}, expires_at=None))
     assert decoded.expires_at is None
