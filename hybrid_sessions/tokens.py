@@ -36,6 +36,7 @@ import base64
 import binascii
 import hmac
 import json
+import logging
 import re
 import time
 import zlib
@@ -65,7 +66,9 @@ from .exceptions import (
     TokenTooLarge,
 )
 
-__all__ = ["Decoded", "TokenCodec", "cookie_budget", "set_cookie_size"]
+__all__ = ["Decoded", "TokenCodec", "cookie_budget", "log_rejected", "set_cookie_size"]
+
+security_logger = logging.getLogger("django.security.SuspiciousSession")
 
 #: The HMAC algorithms a site may pin; asymmetric ones make no sense for a
 #: secret shared by the site with itself.
@@ -427,6 +430,17 @@ def _claims(data: bytes, *, current: bool, verify_exp: bool = True) -> Decoded:
         if verify_exp and expires_at <= time.time():
             raise ExpiredToken("The token has expired.")
     return Decoded(payload, issued_at, expires_at, current)
+
+
+def log_rejected(exc: TokenError) -> None:
+    """Log a refused session cookie where Django logs suspicious sessions.
+
+    An expired cookie is routine (a browser kept a session cookie): ``INFO``.
+    Anything else was not minted by this site for this cookie: ``WARNING``.
+    The token itself is never logged.
+    """
+    level = logging.INFO if isinstance(exc, ExpiredToken) else logging.WARNING
+    security_logger.log(level, "Session cookie rejected (%s): %s", type(exc).__name__, exc)
 
 
 # -- cookie size --------------------------------------------------------------------

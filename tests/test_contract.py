@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client
+from django.test import Client, override_settings
 
 from tests.engines import Engine
 
@@ -73,6 +73,28 @@ def test_text_with_a_lone_surrogate_is_saved_and_read_back(engine: Engine) -> No
     session["name"] = "x\ud800y"
     session.save()
     assert engine.store(session.session_key)["name"] == "x\ud800y"
+
+
+@pytest.mark.parametrize("view", ["/untouched/", "/read/"])
+@pytest.mark.parametrize("cookie", HOSTILE_COOKIES.values(), ids=HOSTILE_COOKIES.keys())
+def test_with_save_every_request_a_hostile_cookie_still_stores_nothing(
+    engine: Engine, cookie: str, view: str
+) -> None:
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
+        response = _client_with(cookie).get(view)
+    assert response.status_code == 200
+    assert engine.records() == 0
+    if COOKIE in response.cookies:
+        assert response.cookies[COOKIE].value == ""
+
+
+def test_with_save_every_request_a_live_session_is_still_sent_again(engine: Engine) -> None:
+    client = Client()
+    client.get("/write/", {"a": "1"})
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
+        response = client.get("/untouched/")
+    assert response.cookies[COOKIE].value != ""
+    assert client.get("/read/").json() == {"a": "1"}
 
 
 def test_a_view_that_ignores_the_session_sets_no_cookie(engine: Engine) -> None:

@@ -677,6 +677,21 @@ def test_a_hostile_cookie_is_an_empty_session_and_leaves_no_record(
     assert spill.records() == before
 
 
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_a_hostile_cookie_is_logged_as_a_suspicious_session_without_the_token(
+    spill: Spill, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    value = HOSTILE[kind]()
+    client = Client()
+    client.cookies[COOKIE] = value
+    with caplog.at_level(logging.INFO, logger="django.security.SuspiciousSession"):
+        client.get("/read/")
+    (record,) = [r for r in caplog.records if r.name == "django.security.SuspiciousSession"]
+    assert record.levelno == (logging.INFO if kind == "expired" else logging.WARNING)
+    assert "Session cookie rejected" in record.getMessage()
+    assert value not in record.getMessage()
+
+
 def test_a_write_under_a_hostile_cookie_starts_a_new_session(spill: Spill) -> None:
     forged = _codec().encode(
         {"sid": "b" * 32, "v": 1, "d": {}}, expires_at=timezone.now() - timedelta(seconds=5)

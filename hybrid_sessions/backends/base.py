@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.sessions.backends.base import (
     VALID_KEY_CHARS,
     CreateError,
@@ -261,6 +262,14 @@ class ServerSessionBase(SessionBase):
         if not self._validate_session_key(session_key):
             return False
         return await self.store.aexists(digest(session_key))  # type: ignore[arg-type]
+
+    def is_empty(self) -> bool:
+        if settings.SESSION_SAVE_EVERY_REQUEST and self.session_key is not None:
+            # The middleware saves whatever is not empty, and a key not loaded yet
+            # looks like a session: a forged one would be replaced by a new, empty
+            # record on every request. The save would load it anyway.
+            self._get_session()  # type: ignore[attr-defined, unused-ignore]
+        return super().is_empty()
 
     # -- creating ---------------------------------------------------------------
 

@@ -56,7 +56,7 @@ from django.core.signing import JSONSerializer
 from django.utils.crypto import get_random_string
 
 from ..conf import DEFAULT_COOKIE_KEYS, SettingsCache, conf
-from ..exceptions import CookieTooLarge, SessionStoreUnavailable, TokenError
+from ..exceptions import CookieTooLarge, MalformedToken, SessionStoreUnavailable, TokenError
 from ..stores.base import (
     CasResult,
     ServerStore,
@@ -65,7 +65,7 @@ from ..stores.base import (
     StoredSession,
     digest,
 )
-from ..tokens import TokenCodec, set_cookie_size
+from ..tokens import TokenCodec, log_rejected, set_cookie_size
 from .base import CREATE_ATTEMPTS, OPTIMISTIC_ATTEMPTS, Changes, LockedUpdate, diff
 
 logger = logging.getLogger("hybrid_sessions")
@@ -367,6 +367,9 @@ class SessionStore(SessionBase):
         user_agent: str | None = None,
     ) -> None:
         super().__init__(session_key)
+        if session_key and self.session_key is None:
+            # Refused before any decoding: too short or too long to be one of ours.
+            log_rejected(MalformedToken(f"A cookie of {len(session_key)} characters."))
         self.ip_address = ip_address
         self.user_agent = user_agent
         self._sid: str | None = None
@@ -470,7 +473,7 @@ class SessionStore(SessionBase):
         try:
             decoded = self._codec().decode(token, verify_exp=verify_exp)
         except TokenError as exc:
-            logger.debug("Session cookie refused: %s", exc)
+            log_rejected(exc)
             return None
         payload = decoded.payload
         sid, version = payload.get("sid"), payload.get("v")
@@ -483,7 +486,7 @@ class SessionStore(SessionBase):
             and isinstance(data, dict)
             and flag in (INLINE, SPILLED, SPILLED_PARTIAL)
         ):
-            logger.debug("Session cookie refused: unexpected payload shape.")
+            log_rejected(MalformedToken("The token's payload is not a session reference."))
             return None
         return _Parsed(
             sid, version, self._from_token(data), flag, decoded.issued_at, decoded.current_key
@@ -988,6 +991,14 @@ class SessionStore(SessionBase):
         return alive
 
     # -- creating and saving ------------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        if settings.SESSION_SAVE_EVERY_REQUEST and self.session_key is not None:
+            # The middleware saves whatever is not empty, and a cookie not read yet
+            # looks like a session: a forged one would be replaced by a new, empty
+            # record on every request. The save would read it anyway.
+            self._partial()
+        return super().is_empty()
 
     def create(self) -> None:
         for _ in range(CREATE_ATTEMPTS):

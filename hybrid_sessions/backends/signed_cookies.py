@@ -14,7 +14,6 @@ instead of being dropped silently by the browser.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +21,8 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils import timezone
 
-from ..exceptions import CookieTooLarge, ExpiredToken, MalformedToken, TokenError
-from ..tokens import TokenCodec, cookie_budget, set_cookie_size
-
-security_logger = logging.getLogger("django.security.SuspiciousSession")
+from ..exceptions import CookieTooLarge, MalformedToken, TokenError
+from ..tokens import TokenCodec, cookie_budget, log_rejected, set_cookie_size
 
 PURPOSE_PREFIX = "hybrid_sessions.signed_cookies:"
 
@@ -43,13 +40,6 @@ def codec(name: str | None = None) -> TokenCodec:
     return found
 
 
-def _log_rejected(exc: TokenError) -> None:
-    # An expired cookie is routine (a browser kept a session cookie); anything
-    # else was not minted by this site for this cookie. The token is not logged.
-    level = logging.INFO if isinstance(exc, ExpiredToken) else logging.WARNING
-    security_logger.log(level, "Session cookie rejected (%s): %s", type(exc).__name__, exc)
-
-
 class SessionStore(SessionBase):
     """Client-side session engine: nothing is stored on the server."""
 
@@ -61,7 +51,7 @@ class SessionStore(SessionBase):
         super().__init__(session_key)
         if session_key and self.session_key is None:
             # Shorter than any key (Django's rule): refused before the codec sees it.
-            _log_rejected(MalformedToken("The cookie is too short to be a token."))
+            log_rejected(MalformedToken("The cookie is too short to be a token."))
 
     def load(self) -> dict[str, Any]:
         """Verify the token; anything not ours, expired or tampered loads as empty."""
@@ -71,7 +61,7 @@ class SessionStore(SessionBase):
         try:
             decoded = codec().decode(token)
         except TokenError as exc:
-            _log_rejected(exc)
+            log_rejected(exc)
             # Forget the token: the middleware then deletes the cookie.
             self._session_key = None
             return {}
@@ -82,6 +72,14 @@ class SessionStore(SessionBase):
 
     async def aload(self) -> dict[str, Any]:
         return self.load()
+
+    def is_empty(self) -> bool:
+        if settings.SESSION_SAVE_EVERY_REQUEST and self.session_key is not None:
+            # The middleware saves whatever is not empty, and a token not read yet
+            # looks like a session: a forged one would be answered with a new
+            # cookie on every request instead of being deleted.
+            self._get_session()
+        return super().is_empty()
 
     def create(self) -> None:
         """A new session is only a flag: the cookie is written by the response."""
