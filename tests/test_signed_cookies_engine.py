@@ -7,6 +7,7 @@ import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import jwt
 import pytest
@@ -160,6 +161,43 @@ def test_the_token_expiry_follows_the_default_cookie_age() -> None:
         settings.SESSION_COOKIE_AGE + 1,
     )
     assert int(response.cookies[COOKIE]["max-age"]) == settings.SESSION_COOKIE_AGE
+
+
+class OneHourSessions(SessionStore):
+    def get_session_cookie_age(self) -> int:
+        return 3600
+
+
+def test_the_token_expiry_follows_an_engine_that_overrides_get_session_cookie_age() -> None:
+    """Django's hook for a custom engine's default age: its own cookie engine honours it."""
+    session = OneHourSessions()
+    session["a"] = 1
+    before = int(time.time())
+    session.save()
+    assert session.get_expiry_age() == 3600
+    assert claims_of(session.session_key)["expires_at"] - before in (3600, 3601)
+
+
+def test_lowering_session_cookie_age_ends_cookies_already_issued(settings: Any) -> None:
+    """As with Django's engine: a site shortens SESSION_COOKIE_AGE to end old sessions."""
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    token = session.session_key
+    with mock.patch("time.time", return_value=time.time() + 600):
+        assert SessionStore(token).load() == {"a": 1}
+        settings.SESSION_COOKIE_AGE = 300
+        assert SessionStore(token).load() == {}
+
+
+def test_an_explicit_expiry_is_not_cut_short_by_the_cookie_age(settings: Any) -> None:
+    session = SessionStore()
+    session["a"] = 1
+    session.set_expiry(3600)
+    session.save()
+    settings.SESSION_COOKIE_AGE = 300
+    with mock.patch("time.time", return_value=time.time() + 600):
+        assert SessionStore(session.session_key).load()["a"] == 1
 
 
 @pytest.mark.parametrize("expiry", [60, timedelta(minutes=5)])

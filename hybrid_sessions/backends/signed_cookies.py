@@ -14,6 +14,7 @@ instead of being dropped silently by the browser.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils import timezone
 
-from ..exceptions import CookieTooLarge, MalformedToken, TokenError
+from ..exceptions import CookieTooLarge, ExpiredToken, MalformedToken, TokenError
 from ..tokens import TokenCodec, cookie_budget, log_rejected, set_cookie_size
 
 PURPOSE_PREFIX = "hybrid_sessions.signed_cookies:"
@@ -65,10 +66,20 @@ class SessionStore(SessionBase):
             # Forget the token: the middleware then deletes the cookie.
             self._session_key = None
             return {}
+        payload = decoded.payload
+        if (
+            "_session_expiry" not in payload
+            and time.time() - decoded.issued_at > self.get_session_cookie_age()
+        ):
+            # As Django's engine does: lowering SESSION_COOKIE_AGE also ends the
+            # cookies already issued under the default policy.
+            log_rejected(ExpiredToken("The token is older than the session cookie age."))
+            self._session_key = None
+            return {}
         if not decoded.current_key:
             # Verified with a fallback key (or in the other format): re-sign on the way out.
             self.modified = True
-        return decoded.payload
+        return payload
 
     async def aload(self) -> dict[str, Any]:
         return self.load()
@@ -98,8 +109,9 @@ class SessionStore(SessionBase):
         expiry = data.get("_session_expiry")
         max_age: int | None
         if expiry is None:
-            # The default policy (most sessions): no date arithmetic through Django's helpers.
-            age = settings.SESSION_COOKIE_AGE
+            # The default policy (most sessions): no date arithmetic through Django's
+            # helpers, but the age from the hook they use, which a subclass may override.
+            age = self.get_session_cookie_age()
             expires_at = datetime.now(UTC) + timedelta(seconds=age)
             max_age = None if settings.SESSION_EXPIRE_AT_BROWSER_CLOSE else age
         else:
