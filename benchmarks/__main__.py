@@ -2,7 +2,8 @@
 
 Order: I/O counts (fast, and they show every engine works through the
 middleware), the in-process rounds, profiles of any missed in-process target,
-then the end-to-end rounds under gunicorn. Writes ``docs/benchmarks.rst``,
+then the end-to-end rounds under gunicorn, and the same read request inside
+Django's handler without HTTP. Writes ``docs/benchmarks.rst``,
 ``docs/_static/benchmarks-*.png`` and ``docs/_static/benchmarks.json``.
 """
 
@@ -19,8 +20,8 @@ from typing import Any
 
 from benchmarks import cases, environment, report
 
-QUICK = {"rounds": 3, "batch_ms": 10.0, "e2e_rounds": 1, "duration": 1.0}
-DEFAULT = {"rounds": 20, "batch_ms": 50.0, "e2e_rounds": 2, "duration": 2.0}
+QUICK = {"rounds": 3, "batch_ms": 10.0, "e2e_rounds": 1, "duration": 1.0, "handler_rounds": 2}
+DEFAULT = {"rounds": 20, "batch_ms": 50.0, "e2e_rounds": 2, "duration": 2.0, "handler_rounds": 10}
 #: End to end leaves MariaDB out by default: in process covers it, and the run stays short.
 E2E_DEFAULT_SKIP = ("maria",)
 
@@ -40,7 +41,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="100,2048,20480")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--skip", default="",
-                        help="comma-separated parts to leave out: iocounts, inprocess, endtoend")
+                        help="comma-separated parts to leave out: iocounts, inprocess, endtoend, "
+                             "handler")
     parser.add_argument("--docs", default=str(environment.ROOT / "docs"),
                         help="where benchmarks.rst and _static/ are written")
     parser.add_argument("--report-only", action="store_true",
@@ -57,7 +59,7 @@ def _load() -> str:
 
 
 def measure(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    from benchmarks import endtoend, inprocess, iocounts
+    from benchmarks import endtoend, handler, inprocess, iocounts
 
     preset = QUICK if args.quick else DEFAULT
     rounds = args.rounds or int(preset["rounds"])
@@ -109,6 +111,15 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             e2e, available,
             endtoend.Options(rounds=e2e_rounds, duration=duration, sizes=sizes,
                              generator=args.generator, log=log),
+        )
+    if "handler" not in skip:
+        log(f"inside Django's handler ... ({time.monotonic() - started:.0f} s)")
+        if args.e2e_engines is None:
+            inside = [c for c in chosen if not any(s in c.name for s in E2E_DEFAULT_SKIP)]
+        else:
+            inside = cases.select([p for p in args.e2e_engines.split(",") if p], chosen)
+        results["handler"] = handler.run(
+            inside, available, rounds=int(preset["handler_rounds"]), sizes=sizes, log=log,
         )
     results["meta"]["elapsed_s"] = time.monotonic() - started
     results["meta"]["load_average"] = {"before": load_before, "after": _load()}

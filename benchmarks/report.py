@@ -180,6 +180,8 @@ def _why_missed(
         base_text = "none" if target.baseline == "none" else _io_text(base_io, kind)
         notes.append(f"I/O per {kind} request: ours {_io_text(ours_io, kind)}; "
                      f"{label(target.baseline)} {base_text}")
+    if target.endtoend:
+        notes.extend(_handler_notes(results, target, size))
     profile = results.get("profiles", {}).get(f"{target.case}|{size}|{cycle}")
     if profile:
         top = ", ".join(
@@ -187,6 +189,24 @@ def _why_missed(
         )
         notes.append(f"most own time per operation (cProfile, ours): {top}")
     return notes
+
+
+def _handler_notes(results: dict[str, Any], target: Target, size: int) -> list[str]:
+    """What a read costs inside Django's handler: the session's share of a whole request."""
+    section = results.get("handler") or {}
+    rows = section.get("results", [])
+    ours = _find(rows, case=target.case, size=size, status="ok")
+    none = _find(rows, case="none", size=size, status="ok")
+    if ours is None or none is None:
+        return []
+    text = (f"inside Django's request handler (no HTTP server or client) a read costs "
+            f"{_num(ours['median'])} µs of CPU with ours, {_num(none['median'])} µs with no "
+            f"session (ratio {none['median'] / ours['median']:.2f})")
+    signed = _find(rows, case="django.signed", size=size, status="ok")
+    if signed is not None:
+        text += (f", {_num(signed['median'])} µs with Django's signed_cookies "
+                 f"({none['median'] / signed['median']:.2f})")
+    return [text + ": the cookie's verification and parsing, not I/O, is the difference"]
 
 
 # -- tables -------------------------------------------------------------------------------
@@ -285,6 +305,21 @@ def endtoend_table(results: dict[str, Any]) -> str:
     header = ["engine", "size", "request", "requests/s (IQR)", "p50 / p99 ms",
               "vs no session", "vs Django"]
     return list_table("End to end (median over rounds)", header, rows)
+
+
+def handler_table(results: dict[str, Any]) -> str:
+    hd = results["handler"]
+    rows = []
+    for row in hd["results"]:
+        name, size = row["case"], row["size"]
+        if row["status"] != "ok":
+            rows.append([label(name), size_label(size), _status_text(row), ""])
+            continue
+        vs_none = _find(hd["ratios"], case=name, size=size)
+        rows.append([label(name), size_label(size), _fmt_us(row),
+                     _ratio(vs_none) if name != "none" else "1"])
+    header = ["engine", "size", "CPU µs per read request (IQR)", "vs no session (IQR)"]
+    return list_table("Inside Django's request handler (median over rounds)", header, rows)
 
 
 def cookie_table(results: dict[str, Any]) -> str:
@@ -534,6 +569,22 @@ def render(results: dict[str, Any], images: list[str]) -> str:
             parts += [".. image:: _static/benchmarks-endtoend.png",
                       "   :alt: End-to-end requests per second for each engine and size", ""]
         parts.append(endtoend_table(results))
+    if results.get("handler"):
+        hd = results["handler"]
+        parts += [
+            "Inside Django's request handler",
+            "-------------------------------",
+            "",
+            "The end-to-end *read* request without the HTTP server and the load generator: "
+            "``GET /read/`` through Django's ``WSGIHandler`` in process, with each case's "
+            "settings as under gunicorn, measured as this process's CPU time per request "
+            f"over batches of {hd['requests']} requests, {hd['rounds']} interleaved rounds. "
+            "It shows the share of a whole Django request that the session takes. "
+            "*vs no session* is the baseline's time over the engine's (below 1 is slower), "
+            "as requests per second would be.",
+            "",
+            handler_table(results),
+        ]
     if results.get("iocounts"):
         parts += [
             "I/O and cookies per request",
