@@ -213,7 +213,7 @@ _site = SettingsCache(_Site)
 # -- the codec ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class Decoded:
     """A verified token's contents."""
 
