@@ -144,6 +144,15 @@ def test_an_expired_session_loads_empty(engine: Engine) -> None:
     assert engine.store(session.session_key).load() == {}
 
 
+def test_an_expired_session_does_not_exist_even_before_cleanup(engine: Engine) -> None:
+    session = engine.store()
+    session["a"] = 1
+    session.set_expiry(-timedelta(seconds=5))
+    session.save()
+    assert not engine.store().exists(session.session_key)
+    assert not async_to_sync(engine.store().aexists)(session.session_key)
+
+
 def test_a_custom_expiry_survives_a_round_trip(engine: Engine) -> None:
     session = engine.store()
     session["a"] = 1
