@@ -101,12 +101,13 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         log(f"profiling missed targets ... ({time.monotonic() - started:.0f} s)")
         results["profiles"] = profile_missed(results)
     environment.close_connections()
+    # The parts that run each case in its own process (gunicorn, the handler) share one choice.
+    if args.e2e_engines is None:
+        e2e = [c for c in chosen if not any(s in c.name for s in E2E_DEFAULT_SKIP)]
+    else:
+        e2e = cases.select([p for p in args.e2e_engines.split(",") if p], chosen)
     if "endtoend" not in skip:
         log(f"end to end ... ({time.monotonic() - started:.0f} s)")
-        if args.e2e_engines is None:
-            e2e = [c for c in chosen if not any(s in c.name for s in E2E_DEFAULT_SKIP)]
-        else:
-            e2e = cases.select([p for p in args.e2e_engines.split(",") if p], chosen)
         results["endtoend"] = endtoend.run(
             e2e, available,
             endtoend.Options(rounds=e2e_rounds, duration=duration, sizes=sizes,
@@ -114,12 +115,8 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         )
     if "handler" not in skip:
         log(f"inside Django's handler ... ({time.monotonic() - started:.0f} s)")
-        if args.e2e_engines is None:
-            inside = [c for c in chosen if not any(s in c.name for s in E2E_DEFAULT_SKIP)]
-        else:
-            inside = cases.select([p for p in args.e2e_engines.split(",") if p], chosen)
         results["handler"] = handler.run(
-            inside, available, rounds=int(preset["handler_rounds"]), sizes=sizes, log=log,
+            e2e, available, rounds=int(preset["handler_rounds"]), sizes=sizes, log=log,
         )
     results["meta"]["elapsed_s"] = time.monotonic() - started
     results["meta"]["load_average"] = {"before": load_before, "after": _load()}

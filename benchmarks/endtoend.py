@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cases import NO_SESSION, Case
-from benchmarks.environment import ROOT
+from benchmarks.environment import ROOT, case_environ
 from benchmarks.inprocess import SIZES, summary
 
 MODES = ("read", "write")
@@ -76,14 +76,7 @@ def _free_port() -> int:
 def serve(case: Case) -> Iterator[int]:
     """Run gunicorn for ``case`` on a free loopback port until the block ends."""
     port = _free_port()
-    env = dict(os.environ)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-            "HYBRID_SESSIONS_BENCH_CASE": case.name,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        }
-    )
+    env = case_environ(case)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [

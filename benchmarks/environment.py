@@ -41,6 +41,17 @@ def ensure_sqlite_path() -> str:
     return path
 
 
+def case_environ(case: Case) -> dict[str, str]:
+    """The environment of a child process that runs ``case`` with ``benchmarks.settings``."""
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+        "HYBRID_SESSIONS_BENCH_CASE": case.name,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    })
+    return env
+
+
 def setup() -> None:
     """Configure Django for the harness (call before importing models)."""
     ensure_sqlite_path()

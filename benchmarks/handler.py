@@ -26,12 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.cases import NO_SESSION, Case
-from benchmarks.environment import ROOT
+from benchmarks.endtoend import COOKIE_NAME
+from benchmarks.environment import ROOT, case_environ
 from benchmarks.inprocess import SIZES, summary
 
 #: Requests per batch and size: long enough to swamp the clock's resolution.
 REQUESTS = 300
-COOKIE_NAME = "sessionid"
 
 
 # -- the child: one case's settings, Django's handler, a cookie per size ------------------------
@@ -120,16 +120,10 @@ def child(sizes: list[int], requests: int) -> None:
 
 
 def _spawn(case: Case, sizes: list[int], requests: int) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-        "HYBRID_SESSIONS_BENCH_CASE": case.name,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-    })
     return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.handler", "--child",
          "--sizes", ",".join(map(str, sizes)), "-n", str(requests)],
-        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        cwd=ROOT, env=case_environ(case), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )
 
