@@ -87,6 +87,22 @@ class Settings:
         return int(self._get("REVALIDATE_SECONDS", 60))
 
     @property
+    def SERVER_KEYS(self) -> Sequence[str]:
+        """Keys the hybrid engine never copies into the cookie: always read from the server."""
+        return tuple(self._get("SERVER_KEYS", ()))
+
+    @property
+    def FEED(self) -> Literal["versions", "revocations", "off"]:
+        """What the hybrid's store tells other processes: new versions and ends, ends, nothing."""
+        value: Literal["versions", "revocations", "off"] = self._get("FEED", "versions")
+        return value
+
+    @property
+    def GUARD_UNSAFE_REQUESTS(self) -> bool:
+        """Without a healthy feed, an unsafe request of a signed-in hybrid session asks the server."""
+        return bool(self._get("GUARD_UNSAFE_REQUESTS", True))
+
+    @property
     def COOKIE_KEYS(self) -> Sequence[str]:
         """Keys the hybrid engine keeps in the cookie when it spills the rest."""
         extra = tuple(self._get("COOKIE_KEYS", ()))

@@ -1,4 +1,10 @@
-"""Django's session middleware, handing the client's IP address and User-Agent to the engine.
+"""Django's session middleware, with the hybrid's cookie and the client's metadata.
+
+The hybrid engine's cookie is a signed copy of the session, not its
+``session_key``: this middleware sends it (Django's would send the bare key,
+which works but costs every request a round trip; check ``hybrid_sessions.W014``
+says so). It also marks unsafe requests, which the hybrid verifies with the
+server when no feed vouches for the cookie.
 
 Both are personal data, so nothing is passed unless the site opts in with
 ``HYBRID_SESSIONS_TRACK_IP_ADDRESS`` and/or ``HYBRID_SESSIONS_TRACK_USER_AGENT``.
@@ -12,16 +18,21 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
+import time
 from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import http_date
 
 from .conf import conf
 
 __all__ = ["SessionMiddleware"]
 
+#: Requests that change nothing (RFC 9110): the others may be guarded.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 #: The longest User-Agent kept; the database column has the same length.
 MAX_USER_AGENT_LENGTH = 512
 
@@ -70,4 +81,44 @@ class SessionMiddleware(DjangoSessionMiddleware):
 
     def process_request(self, request: HttpRequest) -> None:
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-        request.session = self.SessionStore(session_key, **self.client_metadata(request))
+        session = self.SessionStore(session_key, **self.client_metadata(request))
+        if request.method not in SAFE_METHODS and hasattr(session, "guarded"):
+            session.guarded = True
+        request.session = session
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """Django's, then the hybrid's cookie: its value is not its ``session_key``."""
+        response = super().process_response(request, response)
+        session = getattr(request, "session", None)
+        cookie_value = getattr(session, "cookie_value", None)
+        if session is None or cookie_value is None or response.status_code >= 500:
+            return response
+        name = settings.SESSION_COOKIE_NAME
+        morsel = response.cookies.get(name)
+        if morsel is not None and morsel.value and morsel.value == session.session_key:
+            value = cookie_value()
+            if value is not None:
+                morsel.set(name, value, value)
+        elif morsel is None and session.needs_cookie() and not session.is_empty():
+            # Nothing was saved, but the cookie is stale (another request wrote a
+            # newer version) or was a bare key: send the current one.
+            value = cookie_value()
+            if value is not None:
+                self._set_cookie(response, session, value)
+        return response
+
+    @staticmethod
+    def _set_cookie(response: HttpResponse, session: Any, value: str) -> None:
+        if session.get_expire_at_browser_close():
+            max_age, expires = None, None
+        else:
+            max_age = session.get_expiry_age()
+            expires = http_date(time.time() + max_age)
+        response.set_cookie(
+            settings.SESSION_COOKIE_NAME, value, max_age=max_age, expires=expires,
+            domain=settings.SESSION_COOKIE_DOMAIN, path=settings.SESSION_COOKIE_PATH,
+            secure=settings.SESSION_COOKIE_SECURE or None,
+            httponly=settings.SESSION_COOKIE_HTTPONLY or None,
+            samesite=settings.SESSION_COOKIE_SAMESITE,
+        )
+        patch_vary_headers(response, ("Cookie",))

@@ -1,39 +1,30 @@
-"""What every server-stored engine shares: hashed keys and lossless concurrent saves.
+"""What every server-stored engine shares: hashed keys, lossless saves, final revocation.
 
-Django's engines write the whole session on save, so two overlapping requests
-that change different keys erase each other's change. Here a save sends only
-what this request changed, as a compare-and-set against the version it loaded;
-if another request saved first, the changes are merged onto the newer state
-and the write is retried, a bounded number of times. No lock is ever held
-across a request.
+Loading, saving and cycling a key are written once, as flows of typed store
+operations (:mod:`hybrid_sessions.stores.operations`); ``save()`` and
+``asave()`` differ only in the driver that runs them. The save itself is
+:func:`~hybrid_sessions.backends.saving.save_flow`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import builtins
-import itertools
 import logging
-import random
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.base import (
     VALID_KEY_CHARS,
     CreateError,
     SessionBase,
-    UpdateError,
 )
 from django.core.exceptions import SuspiciousOperation
 from django.utils.crypto import get_random_string
 
 from ..conf import conf
 from ..exceptions import SessionStoreUnavailable
-from ..stores.base import CasResult, ServerStore, SessionMeta, StoredSession, digest
+from ..stores.base import LockingStore, ServerStore, SessionMeta, StoredSession, digest
+from ..stores.operations import Create, Flow, Get, Pop, R, arun, call, run
+from .saving import Written, diff, save_flow
 
 logger = logging.getLogger("hybrid_sessions")
 security_logger = logging.getLogger("django.security.SuspiciousSession")
@@ -42,87 +33,6 @@ security_logger = logging.getLogger("django.security.SuspiciousSession")
 MAX_KEY_LENGTH = 256
 #: Attempts at finding an unused key; with 165 random bits one always succeeds.
 CREATE_ATTEMPTS = 8
-#: Longest pause, in seconds, before retrying a save that lost a race.
-RETRY_DELAY_CAP = 0.05
-#: Compare-and-set attempts before a store that can merge under a short lock
-#: (``update_locked``, the database store) is asked to.
-OPTIMISTIC_ATTEMPTS = 3
-
-#: A store's optional ``update_locked(digest, build)``.
-LockedUpdate = Callable[
-    [str, Callable[[StoredSession], tuple[bytes | None, SessionMeta]]], CasResult
-]
-
-
-def retry_delay(attempt: int) -> float:
-    """A random pause before retry ``attempt`` (1, 2, ...) of a contended save.
-
-    Two writers with the same rhythm (read, write, read, write) can fall into
-    lockstep, the same one losing every race; a random pause, doubling up to
-    :data:`RETRY_DELAY_CAP`, breaks the rhythm. The first retry needs none.
-    """
-    if attempt < 2:
-        return 0.0
-    return random.uniform(0, min(RETRY_DELAY_CAP, 0.001 * 2 ** (attempt - 2)))  # noqa: S311
-
-
-def newer(first: StoredSession | None, second: StoredSession | None) -> StoredSession | None:
-    """The later of two reads of one record; ``None`` if either found it gone.
-
-    A read inside a transaction may come from an older snapshot (MariaDB's
-    REPEATABLE READ) than the one a failed compare-and-set returned.
-    """
-    if first is None or second is None:
-        return None
-    return second if second.version > first.version else first
-
-
-@dataclass(slots=True)
-class Changes:
-    """What one request did to a session, to be replayed onto newer stored state."""
-
-    set: dict[str, Any] = field(default_factory=dict)
-    # In this class body ``set`` is the field above, not the builtin.
-    deleted: builtins.set[str] = field(default_factory=builtins.set)
-    replace: bool = False
-
-    def __bool__(self) -> bool:
-        return self.replace or bool(self.set) or bool(self.deleted)
-
-    def apply(self, latest: dict[str, Any]) -> dict[str, Any]:
-        if self.replace:
-            return dict(self.set)
-        merged = {k: v for k, v in latest.items() if k not in self.deleted}
-        merged.update(self.set)
-        return merged
-
-
-def diff(baseline: dict[str, Any] | None, current: dict[str, Any], replace: bool) -> Changes:
-    """The keys ``current`` sets or deletes relative to ``baseline``.
-
-    Comparing values (rather than tracking ``__setitem__``) also catches in-place
-    mutation such as ``session["cart"].append(x)``.
-    """
-    if replace or baseline is None:
-        return Changes(set=dict(current), replace=replace)
-    missing = object()
-    changed = {k: v for k, v in current.items() if baseline.get(k, missing) != v}
-    return Changes(set=changed, deleted=set(baseline) - set(current))
-
-
-class LockedMerge:
-    """The ``build`` a store's ``update_locked`` calls: replays changes onto the latest data."""
-
-    def __init__(self, session: ServerSessionBase, changes: Changes) -> None:
-        self.session = session
-        self.changes = changes
-        self.target: dict[str, Any] = {}
-        self.blob = b""
-
-    def __call__(self, current: StoredSession) -> tuple[bytes | None, SessionMeta]:
-        self.target = self.changes.apply(self.session._loads(current.data))
-        self.blob = self.session._dumps(self.target)
-        return self.blob, self.session._meta(self.target)
 
 
 class ServerSessionBase(SessionBase):
@@ -214,7 +124,24 @@ class ServerSessionBase(SessionBase):
             user_agent=agent if agent is not None and conf.TRACK_USER_AGENT else None,
         )
 
+    # -- running flows ----------------------------------------------------------
+
+    def _run(self, flow: Flow[R]) -> R:
+        return run(flow, self.get_store)
+
+    async def _arun(self, flow: Flow[R]) -> R:
+        return await arun(flow, self.get_store)
+
     # -- loading ----------------------------------------------------------------
+
+    def _load_flow(self) -> Flow[dict[str, Any]]:
+        if self.session_key is None:
+            return {}
+        try:
+            record = yield from call(Get(digest(self.session_key)))
+        except SessionStoreUnavailable as exc:
+            return self._unavailable_on_load(exc)
+        return self._loaded(record)
 
     def _loaded(self, record: StoredSession | None) -> dict[str, Any]:
         if record is None:
@@ -238,20 +165,10 @@ class ServerSessionBase(SessionBase):
         return {}
 
     def load(self) -> dict[str, Any]:
-        if self.session_key is None:
-            return {}
-        try:
-            return self._loaded(self.store.get(digest(self.session_key)))
-        except SessionStoreUnavailable as exc:
-            return self._unavailable_on_load(exc)
+        return self._run(self._load_flow())
 
     async def aload(self) -> dict[str, Any]:
-        if self.session_key is None:
-            return {}
-        try:
-            return self._loaded(await self.store.aget(digest(self.session_key)))
-        except SessionStoreUnavailable as exc:
-            return self._unavailable_on_load(exc)
+        return await self._arun(self._load_flow())
 
     def exists(self, session_key: str | None) -> bool:
         if not self._validate_session_key(session_key):
@@ -295,11 +212,6 @@ class ServerSessionBase(SessionBase):
             return
         raise SuspiciousOperation("Could not find an unused session key.")
 
-    def _created(self, blob: bytes) -> None:
-        self._version = 1
-        self._baseline = blob
-        self._cleared = False
-
     # -- saving -----------------------------------------------------------------
 
     def clear(self) -> None:
@@ -313,126 +225,115 @@ class ServerSessionBase(SessionBase):
                 "refusing to overwrite it."
             )
 
-    def _plan(self, data: dict[str, Any]) -> Changes:
-        baseline = self._loads(self._baseline) if self._baseline is not None else None
-        return diff(baseline, data, self._cleared)
+    # What the save path (``saving.Saving``) asks of an engine.
 
-    def _after_write(self, result: CasResult, target: dict[str, Any], blob: bytes) -> None:
-        self._version = result.version
-        self._baseline = blob
+    def _baseline_data(self) -> dict[str, Any] | None:
+        return self._loads(self._baseline) if self._baseline is not None else None
+
+    def _unchanged(self, blob: bytes) -> bool:
+        return blob == self._baseline and not self._cleared
+
+    @property
+    def _replacing(self) -> bool:
+        return self._cleared
+
+    def _skip_write(self, data: dict[str, Any]) -> bool:
+        """Whether a save has nothing to do; raises if it must not write at all."""
+        if self._unavailable:
+            if not data:
+                # Outage with HYBRID_SESSIONS_ON_STORE_ERROR = "empty" and nothing to
+                # write (SESSION_SAVE_EVERY_REQUEST): keep the session as it is.
+                return True
+            self._check_writable()
+        return False
+
+    def _write_flow(self, data: dict[str, Any], must_create: bool) -> Flow[None]:
+        assert self.session_key is not None
+        key = digest(self.session_key)
+        if must_create:
+            blob = self._dumps(data)
+            if not (yield from call(Create(key, blob, self._meta(data)))):
+                raise CreateError
+            self._adopt(Written(1, data, blob))
+            return None
+        written = yield from save_flow(
+            self, key, self._version, data,
+            attempts=max(1, conf.SAVE_MAX_RETRIES),
+            can_lock=isinstance(self.store, LockingStore),
+        )
+        if written is not None:
+            self._adopt(written)
+        return None
+
+    def _adopt(self, written: Written) -> None:
+        """A write succeeded: what it wrote is the new baseline."""
+        self._version = written.version
+        self._baseline = written.blob
         self._cleared = False
-        self._session_cache = target
+        self._session_cache = written.data
 
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined, unused-ignore]
-        if self._unavailable:
-            if not data:
-                # Outage with HYBRID_SESSIONS_ON_STORE_ERROR = "empty" and nothing to
-                # write (SESSION_SAVE_EVERY_REQUEST): keep the session as it is.
-                return None
-            self._check_writable()
+        if self._skip_write(data):
+            return None
         if self.session_key is None:
             # The key we were given matched no live session: start a new one.
             return self.create()
-        key = digest(self.session_key)
-        if must_create:
-            blob = self._dumps(data)
-            if not self.store.create(key, blob, self._meta(data)):
-                raise CreateError
-            return self._created(blob)
-        changes: Changes | None = None  # worked out only if another save got in first
-        version, target = self._version, data
-        locked: LockedUpdate | None = getattr(self.store, "update_locked", None)
-        for attempt in itertools.count(1):
-            blob = self._dumps(target)
-            meta = self._meta(target)
-            if version is None:
-                result = CasResult(ok=False, current=self.store.get(key))
-            elif blob == self._baseline and not self._cleared:
-                # Nothing changed (SESSION_SAVE_EVERY_REQUEST): only extend the expiry.
-                if not self.store.touch(key, meta):
-                    raise UpdateError
-                return None
-            elif locked is not None and attempt > OPTIMISTIC_ATTEMPTS:
-                # Lost race after race: merge under a lock held for this write only.
-                changes = changes or self._plan(data)
-                merge = LockedMerge(self, changes)
-                result = locked(key, merge)
-                if result.ok:
-                    return self._after_write(result, merge.target, merge.blob)
-            else:
-                result = self.store.compare_and_set(key, version, blob, meta)
-            if result.ok:
-                return self._after_write(result, target, blob)
-            current, pause = result.current, retry_delay(attempt)
-            if current is not None and pause:
-                # Pause, then read again: the state that won may be newer by now.
-                time.sleep(pause)
-                current = newer(current, self.store.get(key))
-            if current is None:
-                raise UpdateError
-            version = current.version
-            changes = changes or self._plan(data)
-            target = changes.apply(self._loads(current.data))
-            if attempt >= max(1, conf.SAVE_MAX_RETRIES):  # read only once a race is lost
-                break
-        raise UpdateError
+        return self._run(self._write_flow(data, must_create))
 
     async def asave(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return await self.acreate()
         data = await self._aget_session(no_load=must_create)  # type: ignore[attr-defined, unused-ignore]
-        if self._unavailable:
-            if not data:
-                # Outage with HYBRID_SESSIONS_ON_STORE_ERROR = "empty" and nothing to
-                # write (SESSION_SAVE_EVERY_REQUEST): keep the session as it is.
-                return None
-            self._check_writable()
+        if self._skip_write(data):
+            return None
         if self.session_key is None:
             return await self.acreate()
-        key = digest(self.session_key)
-        if must_create:
-            blob = self._dumps(data)
-            if not await self.store.acreate(key, blob, self._meta(data)):
-                raise CreateError
-            return self._created(blob)
-        changes: Changes | None = None  # worked out only if another save got in first
-        version, target = self._version, data
-        locked: LockedUpdate | None = getattr(self.store, "update_locked", None)
-        for attempt in itertools.count(1):
-            blob = self._dumps(target)
-            meta = self._meta(target)
-            if version is None:
-                result = CasResult(ok=False, current=await self.store.aget(key))
-            elif blob == self._baseline and not self._cleared:
-                if not await self.store.atouch(key, meta):
-                    raise UpdateError
-                return None
-            elif locked is not None and attempt > OPTIMISTIC_ATTEMPTS:
-                changes = changes or self._plan(data)
-                merge = LockedMerge(self, changes)
-                result = await sync_to_async(locked)(key, merge)
-                if result.ok:
-                    return self._after_write(result, merge.target, merge.blob)
-            else:
-                result = await self.store.acompare_and_set(key, version, blob, meta)
-            if result.ok:
-                return self._after_write(result, target, blob)
-            current, pause = result.current, retry_delay(attempt)
-            if current is not None and pause:
-                # Pause, then read again: the state that won may be newer by now.
-                await asyncio.sleep(pause)
-                current = newer(current, await self.store.aget(key))
-            if current is None:
-                raise UpdateError
-            version = current.version
-            changes = changes or self._plan(data)
-            target = changes.apply(self._loads(current.data))
-            if attempt >= max(1, conf.SAVE_MAX_RETRIES):  # read only once a race is lost
-                break
-        raise UpdateError
+        return await self._arun(self._write_flow(data, must_create))
+
+    # -- a new key: the old session's data only if the server confirms it alive --
+
+    def _retire_flow(self, data: dict[str, Any]) -> Flow[dict[str, Any]]:
+        """End the current record; the data a new key should carry.
+
+        The record is removed and read in one atomic step, so a session ended
+        elsewhere (a logout, a revocation) is never carried into a new record,
+        and the carried data is the server's latest with this request's changes
+        replayed onto it, never an older copy.
+        """
+        if self.session_key is None:
+            return data
+        changes = diff(self._baseline_data(), data, self._replacing)
+        old = yield from call(Pop(digest(self.session_key)))
+        self._on_retired(digest(self.session_key), alive=old is not None)
+        if old is None:
+            self._session_key = None
+            return {}
+        return changes.apply(self._loads(old.data))
+
+    def _on_retired(self, key: str, *, alive: bool) -> None:
+        """Hook: a record was removed by a key change (the hybrid remembers it)."""
+
+    def cycle_key(self) -> None:
+        data = self._retired_data(self._run(self._retire_flow(self._session)))
+        self.create()
+        self._session_cache = data
+
+    async def acycle_key(self) -> None:
+        data = await self._aget_session()  # type: ignore[attr-defined, unused-ignore]
+        data = self._retired_data(await self._arun(self._retire_flow(data)))
+        await self.acreate()
+        self._session_cache = data
+
+    def _retired_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        self._session_cache = data
+        self._session_key = None
+        self._version = None
+        self._baseline = None
+        self._cleared = False
+        return data
 
     # -- deleting ---------------------------------------------------------------
 

@@ -11,10 +11,10 @@ its cookie and only a revocable record on the server.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 
 def digest(session_key: str) -> str:
@@ -73,6 +73,11 @@ class CasResult:
     current: StoredSession | None = None
 
 
+#: What a store tells the other processes through its feed: every new version and
+#: every end, only the ends, or nothing.
+FeedMode = Literal["versions", "revocations", "off"]
+
+
 class ServerStore(Protocol):
     """A server-side session store; sync and native async methods side by side."""
 
@@ -95,6 +100,13 @@ class ServerStore(Protocol):
 
     def delete(self, digest: str) -> None:
         """Remove the session (and its user-index entry), if present."""
+
+    def pop(self, digest: str) -> StoredSession | None:
+        """Remove the session and return what it held, atomically; ``None`` if it was gone.
+
+        What a new key is made from (``cycle_key``): the server confirms, in the
+        same step that ends it, that the old session was alive.
+        """
 
     def list_user(self, user_id: str) -> Sequence[SessionInfo]:
         """Live sessions of one user, newest activity first."""
@@ -119,8 +131,20 @@ class ServerStore(Protocol):
 
     async def adelete(self, digest: str) -> None: ...
 
+    async def apop(self, digest: str) -> StoredSession | None: ...
+
     async def alist_user(self, user_id: str) -> Sequence[SessionInfo]: ...
 
     async def adelete_user(self, user_id: str, keep: str | None = None) -> int: ...
 
     async def aclear_expired(self) -> int: ...
+
+
+@runtime_checkable
+class LockingStore(Protocol):
+    """A store that can also merge under a short lock, the way out of a losing streak."""
+
+    def update_locked(
+        self, digest: str, build: Callable[[StoredSession], tuple[bytes | None, SessionMeta]]
+    ) -> CasResult:
+        """Read the latest record, write what ``build`` makes of it, under a row lock."""

@@ -29,8 +29,14 @@ from django.db.models.functions import Length
 from django.utils import timezone
 
 from ..conf import conf
+from ..feeds import Feed, message, postgres_listener
+from ..knowledge import GONE
 from ..models import Session
+from .announcing import AnnouncingStore
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
+
+#: The PostgreSQL channel of the feed (``LISTEN``/``NOTIFY`` are per database).
+CHANNEL = "hybrid_sessions"
 
 
 def _as_bytes(value: Any) -> bytes | None:
@@ -86,6 +92,32 @@ class _Statements:
             )
             for k, v in optional.items()
         }
+        # Removing returns what was removed (PostgreSQL, SQLite 3.35+, MariaDB
+        # 10.5+); ``notify`` variants also publish on the feed (PostgreSQL).
+        self.returning = connection.vendor in ("postgresql", "sqlite") or bool(
+            getattr(connection, "mysql_is_mariadb", False)
+        )
+        self.notifies = connection.vendor == "postgresql"
+        removed = f"{col['data']}, {col['version']}, {col['expire_date']}, {col['user']}"
+        self.pop = f"DELETE FROM {table} WHERE {col['key_digest']} = %s RETURNING {removed}"  # noqa: S608
+        self.pop_notify = (
+            f"WITH d AS ({self.pop}, {col['key_digest']}) "
+            f"SELECT {removed}, pg_notify(%s, {col['key_digest']} || ':0') FROM d"
+        )
+        self.cas_notify = {
+            k: (
+                f"WITH u AS ({v} RETURNING {col['key_digest']}, {col['version']}) "
+                f"SELECT pg_notify(%s, {col['key_digest']} || ':' || {col['version']}) FROM u"
+            )
+            for k, v in self.cas.items()
+        }
+        self.delete_user = f"DELETE FROM {table} WHERE {col['user']} = %s"  # noqa: S608
+        self.keep = f" AND {col['key_digest']} <> %s"
+        self.returning_digest = f" RETURNING {col['key_digest']}"
+        self.notify_each = (
+            "WITH d AS ({}) "
+            f"SELECT {col['key_digest']}, pg_notify(%s, {col['key_digest']} || ':0') FROM d"
+        )
         self.converters = [
             self._converters(self.fields[name])
             for name in ("data", "version", "expire_date", "user")
@@ -114,6 +146,27 @@ class _Statements:
         return values
 
 
+class _Raw:
+    """Rows the ORM has already converted."""
+
+    @staticmethod
+    def row(row: Sequence[Any]) -> list[Any]:
+        return list(row)
+
+
+_RAW: Any = _Raw()
+
+
+def _listening_connection(alias: str) -> Any:
+    """A connection of the feed's own to the database behind ``alias`` (autocommit)."""
+    import psycopg
+
+    params = dict(connections[alias].get_connection_params())
+    for django_only in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(django_only, None)
+    return psycopg.connect(autocommit=True, **params)
+
+
 _statements: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Statements] = (
     weakref.WeakKeyDictionary()
 )
@@ -127,10 +180,35 @@ def _forget_statements(**kwargs: Any) -> None:
 setting_changed.connect(_forget_statements, dispatch_uid="hybrid_sessions_statements")
 
 
-class DatabaseStore:
-    """Sessions in the ``hybrid_sessions_session`` table."""
+class DatabaseStore(AnnouncingStore):
+    """Sessions in the ``hybrid_sessions_session`` table.
+
+    On PostgreSQL its feed is ``LISTEN``/``NOTIFY`` on the channel
+    :data:`CHANNEL`, per database; on other databases it has none.
+    """
 
     model = Session
+
+    def feed(self) -> Feed | None:
+        if self.announce in (None, "off"):
+            return None
+        connection = connections[self.db]
+        if connection.vendor != "postgresql":
+            return None
+        if self._feed is None:
+            self._feed = Feed(f"postgresql:{self.db}", postgres_listener(
+                lambda: _listening_connection(self.db), CHANNEL
+            ))
+        return self._feed
+
+    def _channel(self, sql: _Statements, versions: bool) -> str | None:
+        """The channel to notify, or ``None`` when this kind of message is not sent."""
+        mode = self.announce
+        if not sql.notifies or mode is None or mode == "off":
+            return None
+        if versions and mode != "versions":
+            return None
+        return CHANNEL
 
     @property
     def db(self) -> str:
@@ -171,6 +249,11 @@ class DatabaseStore:
             if sql.startswith("SELECT"):
                 return cursor.fetchone()
             return cursor.rowcount
+
+    def _fetch_all(self, db: str, sql: str, params: Sequence[Any]) -> list[Any]:
+        with transaction.mark_for_rollback_on_error(db), connections[db].cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
 
     def _live(self, digest: str) -> Any:
         return self.model.objects.using(self.db).filter(pk=digest, expire_date__gt=timezone.now())
@@ -220,6 +303,12 @@ class DatabaseStore:
     # -- writes -----------------------------------------------------------------
 
     def create(self, digest: str, data: bytes | None, meta: SessionMeta) -> bool:
+        created = self._insert(digest, data, meta)
+        if created:
+            self._learn(digest, 1)
+        return created
+
+    def _insert(self, digest: str, data: bytes | None, meta: SessionMeta) -> bool:
         now = timezone.now()
         obj = self.model(key_digest=digest, data=data, version=1, created_at=now,
                          **self._fields(meta, now))
@@ -244,7 +333,13 @@ class DatabaseStore:
             *self._meta_params(sql, meta, now), digest, now, version,
         ]
         key = (meta.ip_address is not None, meta.user_agent is not None)
-        if self._execute(db, sql.cas[key], params):
+        channel = self._channel(sql, versions=True)
+        if channel is None:
+            written = bool(self._execute(db, sql.cas[key], params))
+        else:
+            written = self._fetch_all(db, sql.cas_notify[key], [*params, channel]) != []
+        if written:
+            self._learn(digest, version + 1)
             return CasResult(ok=True, version=version + 1)
         return CasResult(ok=False, current=self._latest(digest))
 
@@ -274,6 +369,10 @@ class DatabaseStore:
             self.model.objects.using(db).filter(pk=digest).update(
                 data=data, version=version, **self._fields(meta, timezone.now())
             )
+            channel = self._channel(self._statements()[1], versions=True)
+            if channel is not None:
+                self._execute(db, "SELECT pg_notify(%s, %s)", [channel, message(digest, version)])
+        self._learn(digest, version)
         return CasResult(ok=True, version=version)
 
     def touch(self, digest: str, meta: SessionMeta) -> bool:
@@ -296,8 +395,33 @@ class DatabaseStore:
         return params
 
     def delete(self, digest: str) -> None:
-        db = self.db
-        self.model.objects.using(db).filter(pk=digest)._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
+        self.pop(digest)
+
+    def pop(self, digest: str) -> StoredSession | None:
+        db, sql = self._statements()
+        channel = self._channel(sql, versions=False)
+        if channel is not None:
+            rows = self._fetch_all(db, sql.pop_notify, [digest, channel])
+        elif sql.returning:
+            rows = self._fetch_all(db, sql.pop, [digest])
+        else:
+            with transaction.atomic(using=db):
+                found = self._first(self.model.objects.using(db).filter(pk=digest)
+                                    .select_for_update())
+                self.model.objects.using(db).filter(pk=digest)._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
+            rows = [] if found is None else [
+                (found.data, found.version, found.expires_at, found.user_id)
+            ]
+            sql = _RAW  # already converted by the ORM
+        self._learn(digest, GONE)
+        if not rows:
+            return None
+        data, version, expires_at, user_id = sql.row(rows[0][:4])
+        if expires_at <= timezone.now():
+            return None
+        return StoredSession(
+            _as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
+        )
 
     # -- per user ---------------------------------------------------------------
 
@@ -324,11 +448,26 @@ class DatabaseStore:
         pk = self._user_pk(user_id)
         if pk is None:
             return 0
-        db = self.db
-        qs = self.model.objects.using(db).filter(user_id=pk)
-        if keep is not None:
-            qs = qs.exclude(pk=keep)
-        return int(qs._raw_delete(db))  # type: ignore[attr-defined, unused-ignore]
+        db, sql = self._statements()
+        statement = sql.delete_user + ("" if keep is None else sql.keep)
+        params = [sql.prep("user", pk), *([] if keep is None else [keep])]
+        channel = self._channel(sql, versions=False)
+        if channel is not None:
+            ended = self._fetch_all(
+                db, sql.notify_each.format(statement + sql.returning_digest), [*params, channel]
+            )
+        elif sql.returning:
+            ended = self._fetch_all(db, statement + sql.returning_digest, params)
+        else:
+            with transaction.atomic(using=db):
+                qs = self.model.objects.using(db).filter(user_id=pk)
+                if keep is not None:
+                    qs = qs.exclude(pk=keep)
+                ended = [(d,) for d in qs.select_for_update().values_list("pk", flat=True)]
+                qs.filter(pk__in=[d for (d,) in ended])._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
+        for row in ended:
+            self._learn(row[0], GONE)
+        return len(ended)
 
     def clear_expired(self) -> int:
         """Delete expired rows in batches: flat memory, and each lock held briefly."""
@@ -369,6 +508,9 @@ class DatabaseStore:
 
     async def adelete(self, digest: str) -> None:
         await sync_to_async(self.delete)(digest)
+
+    async def apop(self, digest: str) -> StoredSession | None:
+        return await sync_to_async(self.pop)(digest)
 
     async def alist_user(self, user_id: str) -> Sequence[SessionInfo]:
         return await sync_to_async(self.list_user)(user_id)

@@ -61,6 +61,9 @@ from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import SessionStoreUnavailable
+from ..feeds import Feed, redis_listener
+from .announcing import AnnouncingStore
+from ..knowledge import GONE
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
 
 logger = logging.getLogger("hybrid_sessions")
@@ -124,7 +127,8 @@ extend(KEYS[1], KEYS[2] or false)
 return 1
 """
 
-# ARGV[7]: expected version, ARGV[8]: '1' when there is data, ARGV[9]: the data.
+# ARGV[7]: expected version, ARGV[8]: '1' when there is data, ARGV[9]: the data,
+# ARGV[10]: the feed's channel ('' publishes nothing).
 # Returns {1, new version}, {0} when the session is gone, or {0, version, data,
 # expiry, user} (the state that won) when the version moved on.
 _COMPARE_AND_SET = _PRELUDE + """
@@ -139,6 +143,7 @@ else
 end
 set_user(KEYS[1], KEYS[2] or false)
 extend(KEYS[1], KEYS[2] or false)
+if ARGV[10] ~= '' then redis.call('PUBLISH', ARGV[10], ARGV[1] .. ':' .. version) end
 return {1, version}
 """
 
@@ -150,26 +155,36 @@ extend(KEYS[1], redis.call('HGET', KEYS[1], 'ix'))
 return 1
 """
 
-# ARGV: [1] digest, [2] now.
-_DELETE = _PRELUDE + """
-local ix = redis.call('HGET', KEYS[1], 'ix')
-redis.call('DEL', KEYS[1])
-if ix then
-  redis.call('ZREM', ix, ARGV[1])
-  reindex(ix, ARGV[2])
+# ARGV: [1] digest, [2] now, [3] the feed's channel ('' publishes nothing).
+# Returns what the session held, {version, data, expiry, user}, or {} if it was gone.
+_POP = _PRELUDE + """
+local cur = redis.call('HMGET', KEYS[1], 'v', 'd', 'e', 'u', 'ix')
+if cur[1] then
+  redis.call('DEL', KEYS[1])
+  if cur[5] then
+    redis.call('ZREM', cur[5], ARGV[1])
+    reindex(cur[5], ARGV[2])
+  end
 end
-return 1
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[1] .. ':0') end
+if not cur[1] then return {} end
+return {cur[1], cur[2] or false, cur[3], cur[4] or false}
 """
 
-# KEYS: [1] the index, [2..n] session hashes; ARGV: [1] now, [2..n] their digests.
+# KEYS: [1] the index, [2..n] session hashes; ARGV: [1] now, [2] the feed's
+# channel, [3..n+1] their digests. Returns the digests removed.
 # A session that moved to another user meanwhile is left alone.
 _DELETE_USER = _PRELUDE + """
-local removed = 0
+local removed = {}
 for i = 2, #KEYS do
+  local digest = ARGV[i + 1]
   if redis.call('HGET', KEYS[i], 'ix') == KEYS[1] then
-    removed = removed + redis.call('DEL', KEYS[i])
+    if redis.call('DEL', KEYS[i]) == 1 then
+      removed[#removed + 1] = digest
+      if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], digest .. ':0') end
+    end
   end
-  redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[1], digest)
 end
 reindex(KEYS[1], ARGV[1])
 return removed
@@ -194,7 +209,7 @@ class LuaScript:
 CREATE = LuaScript(_CREATE)
 COMPARE_AND_SET = LuaScript(_COMPARE_AND_SET)
 TOUCH = LuaScript(_TOUCH)
-DELETE = LuaScript(_DELETE)
+POP = LuaScript(_POP)
 DELETE_USER = LuaScript(_DELETE_USER)
 
 
@@ -218,6 +233,10 @@ def _datetime(ms: bytes | int) -> datetime:
     return value if settings.USE_TZ else timezone.make_naive(value)
 
 
+def _aware_now() -> datetime:
+    return timezone.now() if settings.USE_TZ else datetime.now()  # noqa: DTZ005
+
+
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "replace")
 
@@ -225,8 +244,30 @@ def _text(value: bytes | None) -> str | None:
 # -- the store -------------------------------------------------------------------------------
 
 
-class RedisStore:
-    """Sessions in Redis; the cache alias is read on every call, so settings may change."""
+class RedisStore(AnnouncingStore):
+    """Sessions in Redis; the cache alias is read on every call, so settings may change.
+
+    Every name goes through the cache's ``make_key``; the feed's channel too, so
+    two sites sharing a Redis server with different ``KEY_PREFIX`` do not hear
+    each other.
+    """
+
+    def channel(self) -> str:
+        return self._key("feed", "v1")
+
+    def feed(self) -> Feed | None:
+        if self.announce in (None, "off"):
+            return None
+        if self._feed is None:
+            self._feed = Feed(f"redis:{self.alias}", redis_listener(self._client, self.channel()))
+        return self._feed
+
+    def _publish_to(self, versions: bool) -> str:
+        """The channel a write publishes to, or '' when this kind of message is not sent."""
+        mode = self.announce
+        if mode is None or mode == "off" or (versions and mode != "versions"):
+            return ""
+        return self.channel()
 
     @property
     def alias(self) -> str:
@@ -324,14 +365,19 @@ class RedisStore:
 
     def create(self, digest: str, data: bytes | None, meta: SessionMeta) -> bool:
         extra = ["0", b""] if data is None else ["1", data]
-        return bool(self._write("create", CREATE, digest, meta, extra))
+        created = bool(self._write("create", CREATE, digest, meta, extra))
+        if created:
+            self._learn(digest, 1)
+        return created
 
     def compare_and_set(
         self, digest: str, version: int, data: bytes | None, meta: SessionMeta
     ) -> CasResult:
-        extra = [version, "0", b""] if data is None else [version, "1", data]
+        channel = self._publish_to(versions=True)
+        extra = [version, "0", b"", channel] if data is None else [version, "1", data, channel]
         reply = self._write("save", COMPARE_AND_SET, digest, meta, extra)
         if int(reply[0]):
+            self._learn(digest, int(reply[1]))
             return CasResult(ok=True, version=int(reply[1]))
         if len(reply) == 1:
             return CasResult(ok=False)
@@ -345,9 +391,20 @@ class RedisStore:
         return bool(self._write("touch", TOUCH, digest, meta, ()))
 
     def delete(self, digest: str) -> None:
+        self.pop(digest)
+
+    def pop(self, digest: str) -> StoredSession | None:
         key = self._session_key(digest)
         with self._guard("delete"):
-            DELETE(self._client(), [key], [digest, _now_ms()])
+            reply = POP(self._client(), [key], [digest, _now_ms(), self._publish_to(False)])
+        self._learn(digest, GONE)
+        if not reply:
+            return None
+        version, data, expires, user = reply
+        expires_at = _datetime(expires)
+        if expires_at <= _aware_now():
+            return None
+        return StoredSession(data or None, int(version), expires_at, _text(user or None))
 
     # -- per user ---------------------------------------------------------------
 
@@ -390,6 +447,7 @@ class RedisStore:
     def delete_user(self, user_id: str, keep: str | None = None) -> int:
         index = self._index_key(user_id)
         removed = 0
+        channel = self._publish_to(False)
         with self._guard("delete_user"):
             client = self._client()
             digests = [d.decode() for d in client.zrange(index, 0, -1)]
@@ -397,7 +455,10 @@ class RedisStore:
             for start in range(0, len(digests), DELETE_BATCH):
                 batch = digests[start : start + DELETE_BATCH]
                 keys = [index, *(self._session_key(d) for d in batch)]
-                removed += int(DELETE_USER(client, keys, [_now_ms(), *batch]))
+                ended = DELETE_USER(client, keys, [_now_ms(), channel, *batch])
+                for digest in ended:
+                    self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
+                removed += len(ended)
         return removed
 
     def clear_expired(self) -> int:
@@ -441,6 +502,9 @@ class RedisStore:
 
     async def adelete(self, digest: str) -> None:
         await _off_loop(self.delete)(digest)
+
+    async def apop(self, digest: str) -> StoredSession | None:
+        return await _off_loop(self.pop)(digest)
 
     async def alist_user(self, user_id: str) -> Sequence[SessionInfo]:
         return await _off_loop(self.list_user)(user_id)

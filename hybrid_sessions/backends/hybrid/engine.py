@@ -1,0 +1,393 @@
+"""The hybrid engine: a server session whose cookie is a signed cache of it.
+
+``session_key`` is a stable 32-character key, as with the ``db`` engine; the
+cookie (:mod:`.cookie`) carries a signed copy of one version of the record.
+Loading asks :func:`hybrid_sessions.knowledge.decide` whether the copy may be
+served without the server; saving is the shared compare-and-set path of
+:mod:`hybrid_sessions.backends.saving`, after which a new cookie is built.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from importlib import import_module
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import UpdateError
+
+from ...conf import DEFAULT_COOKIE_KEYS, conf
+from ...exceptions import MalformedToken, SessionStoreUnavailable
+from ...knowledge import GONE, Decision, Token, decide, knowledge, now
+from ...stores.base import ServerStore, StoredSession, digest
+from ...stores.operations import Flow, Get, Touch, call
+from ...tokens import log_rejected
+from ..base import ServerSessionBase
+from ..saving import Written, diff
+from .access import PartialAccess
+from .cookie import (
+    BARE_KEY,
+    INLINE,
+    MAX_COOKIE_CHARS,
+    SPILLED,
+    SPILLED_PARTIAL,
+    CookieWriter,
+    Parsed,
+    hybrid_settings,
+    parse,
+)
+
+logger = logging.getLogger("hybrid_sessions")
+
+#: What a save needs to know to write the record's metadata (user, expiry).
+META_KEYS = frozenset({SESSION_KEY, "_session_expiry"})
+
+
+class SessionStore(PartialAccess, ServerSessionBase):
+    """``SESSION_ENGINE = "hybrid_sessions.backends.hybrid"``."""
+
+    _session_cache: dict[str, Any]
+    #: One announcing store per spill store class and feed mode, for the process.
+    _announcing: ClassVar[dict[tuple[type[Any], str], ServerStore]] = {}
+
+    def __init__(
+        self,
+        session_key: str | None = None,
+        *,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        self._cookie: str | None = None  # a token not verified yet
+        self._key: str | None = None
+        super().__init__(None, ip_address=ip_address, user_agent=user_agent)
+        self._parsed: Parsed | None = None
+        self._base_token: str | None = None  # the cookie the data was served from
+        self._resident: dict[str, Any] = {}
+        self._token: str | None = None  # the cookie to send, once built
+        self._reissue = False
+        #: Set by the middleware for an unsafe request (POST, PUT, PATCH, DELETE).
+        self.guarded = False
+        self._reset_access()
+        if not session_key:
+            return
+        if "." in session_key and len(session_key) <= MAX_COOKIE_CHARS:
+            self._cookie = session_key
+        elif BARE_KEY.fullmatch(session_key):
+            self._key = session_key
+        else:
+            log_rejected(MalformedToken(f"A cookie of {len(session_key)} characters."))
+
+    # -- the key: the token is verified when the key is first needed ----------------
+
+    def _get_key(self) -> str | None:
+        if self._cookie is not None:
+            token, self._cookie = self._cookie, None
+            parsed = parse(token, self.serializer)
+            if parsed is not None:
+                self._parsed, self._key, self._base_token = parsed, parsed.sid, token
+        return self._key
+
+    def _set_key(self, value: str | None) -> None:
+        self._cookie = None
+        self._key = value if self._validate_session_key(value) else None
+
+    session_key = property(_get_key)
+    _session_key = property(_get_key, _set_key)
+
+    def _validate_session_key(self, key: str | None) -> bool:
+        return key is not None and BARE_KEY.fullmatch(key) is not None
+
+    # -- the store ---------------------------------------------------------------------
+
+    @classmethod
+    def get_store(cls) -> ServerStore:
+        """The spill engine's store, announcing writes and ends (see ``stores.announcing``)."""
+        site = hybrid_settings()
+        store_class = import_module(site.spill_engine).SessionStore.store_class
+        store = cls._announcing.get((store_class, site.feed_mode))
+        if store is None:
+            store = cls._announcing[store_class, site.feed_mode] = store_class(
+                announce=site.feed_mode
+            )
+        return store
+
+    # -- loading -------------------------------------------------------------------------
+
+    def _load_flow(self) -> Flow[dict[str, Any]]:
+        self._reset_access()
+        key = self.session_key
+        parsed, self._parsed = self._parsed, None
+        if key is None:
+            return {}
+        if parsed is None:
+            # A bare key (from Django's middleware, a test client, an import):
+            # the server holds the session; the response carries a token.
+            data = yield from super()._load_flow()
+            self._reissue = self.session_key is not None and not self._unavailable
+            return data
+        site = hybrid_settings()
+        record_key = digest(key)
+        knowledge.retention = max(knowledge.retention, site.window)
+        entry = knowledge.lookup(record_key)
+        feed = self.store.feed()
+        if feed is not None:
+            feed.ensure_running()
+        guarded = self.guarded and site.guard_unsafe and (
+            SESSION_KEY in parsed.data or parsed.flag == SPILLED_PARTIAL
+        )
+        decision = decide(
+            Token(parsed.version, parsed.issued_at), entry, at=now(), window=site.window,
+            feed_since=None if feed is None else feed.since, guarded=guarded,
+        )
+        if decision is Decision.GONE:
+            return self._ended(record_key)
+        if decision is Decision.TRUST:
+            return self._from_cookie(parsed)
+        try:
+            record = yield from call(Get(record_key))
+        except SessionStoreUnavailable as exc:
+            fresh = 0 <= now() - parsed.issued_at < site.window
+            if fresh and (entry is None or entry[0] <= parsed.version):
+                # Fail open for a cookie still inside its window, and only for
+                # its own data: a fetch or a write still needs the store.
+                logger.error("Session store unavailable, session not revalidated: %s", exc)
+                return self._from_cookie(parsed)
+            return self._unavailable_on_load(exc)
+        if record is None:
+            return self._ended(record_key)
+        knowledge.learn(record_key, record.version)
+        self._reissue = record.version != parsed.version or not parsed.current_key
+        self._base_token = None
+        return self._loaded(record)
+
+    def _from_cookie(self, parsed: Parsed) -> dict[str, Any]:
+        """Serve the cookie's copy of version ``parsed.version``."""
+        self._version = parsed.version
+        self._baseline = None
+        # Signed with a fallback key, or in the other format: re-issue it.
+        self._reissue = not parsed.current_key
+        if parsed.flag == INLINE and not parsed.server_keys:
+            return parsed.data
+        self._pending = True
+        self._resident = copy.deepcopy(parsed.data)
+        self._known = set(parsed.data)
+        server_keys = hybrid_settings().server_keys
+        if parsed.flag == INLINE:
+            self._complete_except = server_keys
+        elif parsed.flag == SPILLED:
+            self._known.update(k for k in DEFAULT_COOKIE_KEYS if k not in server_keys)
+        return parsed.data
+
+    def _ended(self, record_key: str) -> dict[str, Any]:
+        """The session no longer exists: serve nothing of it, in this request or later."""
+        knowledge.learn(record_key, GONE)
+        self._session_key = None
+        self._version = None
+        self._baseline = self._base_token = None
+        self._reset_access()
+        return {}
+
+    def _fetch_flow(self) -> Flow[None]:
+        """Read the whole record once, and replay onto it what this request already did."""
+        key = self.session_key
+        assert key is not None
+        try:
+            record: StoredSession | None = yield from call(Get(digest(key)))
+        except SessionStoreUnavailable as exc:
+            if conf.ON_STORE_ERROR != "empty":
+                raise
+            logger.error("Session store unavailable, serving only the cookie's keys: %s", exc)
+            self._pending, self._unavailable = False, True
+            return None
+        if record is None:
+            self._session_cache = self._ended(digest(key))
+            return None
+        knowledge.learn(digest(key), record.version)
+        served = self._version
+        changes = diff(self._resident, self._session_cache, False)
+        self._session_cache = changes.apply(self._loaded(record))
+        self._base_token = None
+        self._reissue = self._reissue or record.version != served
+        self._pending = False
+        return None
+
+    def _partial(self) -> dict[str, Any]:
+        """The session as far as known without fetching the rest."""
+        self.accessed = True
+        try:
+            return self._session_cache
+        except AttributeError:
+            pass
+        self._session_cache = self._run(self._load_flow())
+        return self._session_cache
+
+    async def _apartial(self) -> dict[str, Any]:
+        self.accessed = True
+        try:
+            return self._session_cache
+        except AttributeError:
+            pass
+        self._session_cache = await self._arun(self._load_flow())
+        return self._session_cache
+
+    def _get_session(self, no_load: bool = False) -> dict[str, Any]:
+        if no_load and not hasattr(self, "_session_cache"):
+            self.accessed = True
+            self._session_cache = {}
+        self._partial()
+        if self._pending:
+            self._run(self._fetch_flow())
+        return self._session_cache
+
+    async def _aget_session(self, no_load: bool = False) -> dict[str, Any]:
+        if no_load and not hasattr(self, "_session_cache"):
+            self.accessed = True
+            self._session_cache = {}
+        await self._apartial()
+        if self._pending:
+            await self._arun(self._fetch_flow())
+        return self._session_cache
+
+    _session = property(_get_session)
+
+    def load(self) -> dict[str, Any]:
+        self._session_cache = self._run(self._load_flow())
+        return self._get_session()
+
+    async def aload(self) -> dict[str, Any]:
+        self._session_cache = await self._arun(self._load_flow())
+        return await self._aget_session()
+
+    def clear(self) -> None:
+        super().clear()
+        self._pending = False
+
+    def is_empty(self) -> bool:
+        if settings.SESSION_SAVE_EVERY_REQUEST and self.session_key is not None:
+            # As for the server engines (see there), but the cookie's part is enough.
+            self._partial()
+        try:
+            return not self.session_key and not self._session_cache
+        except AttributeError:
+            return True
+
+    # -- the server copy's baseline, for merging after a lost race ----------------------
+
+    def _baseline_data(self) -> dict[str, Any] | None:
+        if self._baseline is not None:
+            return self._loads(self._baseline)
+        if self._base_token is not None:
+            parsed = parse(self._base_token, self.serializer, verify_exp=False)
+            return None if parsed is None else parsed.data
+        return None
+
+    def _unchanged(self, blob: bytes) -> bool:
+        if self._cleared:
+            return False
+        if self._baseline is not None:
+            return blob == self._baseline
+        baseline = self._baseline_data()
+        return baseline is not None and self._dumps(baseline) == blob
+
+    # -- saving: the shared path, then a new cookie ---------------------------------------
+
+    def _writer(self, data: dict[str, Any]) -> CookieWriter:
+        expiry = data.get("_session_expiry")
+        at_close = hybrid_settings().expire_at_close if expiry is None else expiry == 0
+        max_age = None if at_close else self.get_expiry_age(expiry=expiry)
+        return CookieWriter(self.serializer, self.get_expiry_date(expiry=expiry), max_age)
+
+    def _adopt(self, written: Written) -> None:
+        super()._adopt(written)
+        assert self.session_key is not None
+        self._token = self._writer(written.data).build(
+            self.session_key, written.version, written.data, written.blob
+        )
+        self._base_token = None
+        self._reissue = False
+        self._reset_access()
+
+    def _touch_flow(self) -> Flow[None]:
+        """Only the expiry moved (``SESSION_SAVE_EVERY_REQUEST``): no need for spilled data."""
+        key = self.session_key
+        assert key is not None and self._version is not None
+        data = self._session_cache
+        if not (yield from call(Touch(digest(key), self._meta(data)))):
+            self._ended(digest(key))
+            raise UpdateError
+        self._token = self._writer(data).spilled(key, self._version, data)
+        return None
+
+    def _only_touch(self) -> bool:
+        return (
+            self._pending
+            and not self._cleared
+            and self._known >= META_KEYS
+            and not diff(self._resident, self._partial(), False)
+        )
+
+    def save(self, must_create: bool = False) -> None:
+        if not must_create and self.session_key is not None and self._only_touch():
+            return self._run(self._touch_flow())
+        return super().save(must_create)
+
+    async def asave(self, must_create: bool = False) -> None:
+        if not must_create and self.session_key is not None:
+            await self._apartial()
+            if self._only_touch():
+                return await self._arun(self._touch_flow())
+        return await super().asave(must_create)
+
+    def _on_retired(self, key: str, *, alive: bool) -> None:
+        self._token = None
+
+    # -- what the middleware sends ----------------------------------------------------------
+
+    def cookie_value(self) -> str | None:
+        """The cookie for this session's current version, if the response should carry one."""
+        if self._token is None and self._reissue and self._version is not None:
+            key = self.session_key
+            if key is not None and not self._pending:
+                data = self._session_cache
+                self._token = self._writer(data).build(key, self._version, data, self._dumps(data))
+        return self._token
+
+    def needs_cookie(self) -> bool:
+        """Whether the response must carry a new cookie though nothing was saved."""
+        return self._reissue and self.session_key is not None and not self._unavailable
+
+    # -- keys given by value (``exists``, ``delete``) ---------------------------------------
+
+    def _digest_of(self, value: str | None, *, expired_too: bool = False) -> str | None:
+        if not value:
+            return None
+        if value == self._key:
+            return digest(value)
+        if "." in value and len(value) <= MAX_COOKIE_CHARS:
+            parsed = parse(value, self.serializer, verify_exp=not expired_too)
+            return None if parsed is None else digest(parsed.sid)
+        return digest(value) if BARE_KEY.fullmatch(value) else None
+
+    def exists(self, session_key: str | None) -> bool:
+        key = self._digest_of(session_key)
+        if key is None or (knowledge.lookup(key) or (1, 0.0))[0] == GONE:
+            return False
+        return self.store.exists(key)
+
+    async def aexists(self, session_key: str | None) -> bool:
+        key = self._digest_of(session_key)
+        if key is None or (knowledge.lookup(key) or (1, 0.0))[0] == GONE:
+            return False
+        return await self.store.aexists(key)
+
+    def _key_to_delete(self, session_key: str | None) -> str | None:
+        return self._digest_of(
+            self.session_key if session_key is None else session_key, expired_too=True
+        )
+
+
+def record_digest(value: str | None) -> str | None:
+    """The digest of the record a cookie value (token or key) names, without a round trip."""
+    return SessionStore()._digest_of(value)

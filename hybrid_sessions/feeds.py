@@ -1,0 +1,197 @@
+"""The feed: every process hears of new versions and ends of sessions within a second.
+
+A store that has one publishes on every write in the write's own round trip:
+Redis ``PUBLISH`` inside the write script, PostgreSQL ``pg_notify()`` in the
+write's statement (delivered when it commits). A message is
+``"<digest>:<version>"``, version ``0`` for an end.
+
+Each process listens in one daemon thread per feed, started on first use and
+again after a fork (gunicorn's pre-fork workers inherit no threads), and feeds
+:data:`~hybrid_sessions.knowledge.knowledge`. :attr:`Feed.since` is when the
+current subscription was confirmed, ``None`` while it is down: a cookie issued
+before it is not vouched for (see :func:`hybrid_sessions.knowledge.decide`).
+The thread reconnects by itself, with a pause that doubles up to 5 seconds, and
+logs each loss and recovery on the ``hybrid_sessions`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .knowledge import GONE, knowledge, now
+
+__all__ = [
+    "SUBSCRIBED", "Feed", "FeedStats", "message", "postgres_listener", "redis_listener",
+]
+
+logger = logging.getLogger("hybrid_sessions")
+
+#: How long a listener waits for a message before checking it should stop.
+POLL_SECONDS = 1.0
+#: Longest pause between reconnection attempts.
+MAX_BACKOFF = 5.0
+
+#: Yielded by a listener when a subscription is confirmed (again, after a reconnection).
+SUBSCRIBED = "\0subscribed"
+#: A listener: connects, yields :data:`SUBSCRIBED` once subscribed, then each
+#: message's text (``None`` on every idle poll); raises when the link fails.
+Listener = Callable[[], Iterator[str | None]]
+
+
+def message(digest: str, version: int) -> str:
+    """The text a store publishes for a write (or, with version 0, an end)."""
+    return f"{digest}:{version}"
+
+
+@dataclass(slots=True)
+class FeedStats:
+    """Counters an operator (or a metrics exporter) can read."""
+
+    messages: int = 0
+    malformed: int = 0
+    connects: int = 0
+    failures: int = 0
+    last_error: str = ""
+    handled_seconds: float = 0.0
+    started_at: float = field(default_factory=time.time)
+
+
+class Feed:
+    """One channel's listener thread in this process, and its health."""
+
+    def __init__(self, name: str, listener: Listener) -> None:
+        self.name = name
+        self.listener = listener
+        self.since: float | None = None
+        self.stats = FeedStats()
+        self._pid = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def ensure_running(self) -> None:
+        """Start the thread in this process if it is not running (cheap when it is)."""
+        if self._pid == os.getpid() and self._thread is not None:
+            return
+        with self._lock:
+            if self._pid == os.getpid() and self._thread is not None:
+                return
+            # After a fork the parent's thread does not exist here, and what it
+            # heard stops at the fork: nothing is vouched for until we subscribe.
+            self.since = None
+            self.stats = FeedStats()
+            self._stop = threading.Event()
+            self._pid = os.getpid()
+            self._thread = threading.Thread(
+                target=self._loop, name=f"hybrid_sessions feed {self.name}", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread (tests; a process that ends stops it anyway)."""
+        thread = self._thread
+        self._stop.set()
+        self.since = None
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
+        self._thread = None
+        self._pid = 0
+
+    def wait_until_up(self, timeout: float = 10.0) -> bool:
+        """Block until subscribed (tests and start-up checks)."""
+        deadline = time.monotonic() + timeout
+        while self.since is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.since is not None
+
+    def handle(self, text: str) -> None:
+        """Learn from one message."""
+        started = time.perf_counter()
+        digest, _, version = text.partition(":")
+        if len(digest) != 64 or not version.isdigit():
+            self.stats.malformed += 1
+            return
+        knowledge.learn(digest, int(version) or GONE)
+        self.stats.messages += 1
+        self.stats.handled_seconds += time.perf_counter() - started
+
+    def _loop(self) -> None:
+        backoff = 0.1
+        stop = self._stop
+        while not stop.is_set():
+            try:
+                for text in self.listener():
+                    if stop.is_set():
+                        break
+                    if text is None:
+                        continue
+                    if text == SUBSCRIBED:
+                        # Whatever was published before this moment may have been
+                        # missed: nothing issued earlier is vouched for.
+                        self.since = now()
+                        self.stats.connects += 1
+                        backoff = 0.1
+                        if self.stats.failures:
+                            logger.warning("Session feed %s is back", self.name)
+                        continue
+                    self.handle(text)
+            except Exception as exc:  # any failure of the link: reconnect
+                self.stats.failures += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                if self.since is not None or self.stats.failures == 1:
+                    logger.error(
+                        "Session feed %s lost (%s); cookies are trusted only within "
+                        "HYBRID_SESSIONS_REVALIDATE_SECONDS until it is back", self.name, exc,
+                    )
+            self.since = None
+            stop.wait(backoff)
+            backoff = min(MAX_BACKOFF, backoff * 2)
+
+
+def redis_listener(client: Callable[[], Any], channel: str) -> Listener:
+    """Subscribe to ``channel`` with a redis-py client from ``client()``."""
+
+    def listen() -> Iterator[str | None]:
+        pubsub = client().pubsub()
+        try:
+            pubsub.subscribe(channel)
+            while True:
+                msg = pubsub.get_message(timeout=POLL_SECONDS)
+                if msg is None:
+                    yield None
+                elif msg["type"] == "subscribe":
+                    # Also sent again when redis-py reconnects and resubscribes.
+                    yield SUBSCRIBED
+                elif msg["type"] == "message":
+                    data = msg["data"]
+                    yield data.decode() if isinstance(data, bytes) else str(data)
+        finally:
+            pubsub.close()
+
+    return listen
+
+
+def postgres_listener(connect: Callable[[], Any], channel: str) -> Listener:
+    """``LISTEN`` on ``channel`` on a connection of its own from ``connect()``."""
+
+    def listen() -> Iterator[str | None]:
+        connection = connect()
+        try:
+            connection.execute(f'LISTEN "{channel}"')
+            yield SUBSCRIBED
+            while True:
+                for notify in connection.notifies(timeout=POLL_SECONDS):
+                    yield notify.payload
+                # Idle: make sure the link is alive, so a dead server is noticed.
+                connection.execute("SELECT 1")
+                yield None
+        finally:
+            connection.close()
+
+    return listen
