@@ -201,12 +201,15 @@ class SessionStore(PartialAccess, ServerSessionBase):
             logger.error("Session store unavailable, serving only the cookie's keys: %s", exc)
             self._pending, self._unavailable = False, True
             return None
+        changes = diff(self._resident, self._session_cache, False)
         if record is None:
-            self._session_cache = self._ended(digest(key))
+            # Ended elsewhere: nothing of it is served; what this request itself
+            # set starts a new session, as with the db engine.
+            self._ended(digest(key))
+            self._session_cache = changes.apply({})
             return None
         knowledge.learn(digest(key), record.version)
         served = self._version
-        changes = diff(self._resident, self._session_cache, False)
         self._session_cache = changes.apply(self._loaded(record))
         self._base_token = None
         self._reissue = self._reissue or record.version != served
