@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from .knowledge import GONE, knowledge, now
 
 __all__ = [
     "SUBSCRIBED", "Feed", "FeedStats", "message", "postgres_listener", "redis_listener",
+    "stop_all",
 ]
 
 logger = logging.getLogger("hybrid_sessions")
@@ -74,6 +76,7 @@ class Feed:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        _feeds.add(self)
 
     def ensure_running(self) -> None:
         """Start the thread in this process if it is not running (cheap when it is)."""
@@ -152,6 +155,16 @@ class Feed:
             self.since = None
             stop.wait(backoff)
             backoff = min(MAX_BACKOFF, backoff * 2)
+
+
+#: Every feed of this process, for :func:`stop_all`.
+_feeds: weakref.WeakSet[Feed] = weakref.WeakSet()
+
+
+def stop_all() -> None:
+    """Stop every feed of this process (before dropping a test database, say)."""
+    for feed in list(_feeds):
+        feed.stop()
 
 
 def redis_listener(client: Callable[[], Any], channel: str) -> Listener:

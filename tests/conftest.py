@@ -30,6 +30,15 @@ def _reachable(url: str) -> bool:
         return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_feeds() -> Iterator[None]:
+    """The feeds' listening connections would keep the test database from being dropped."""
+    yield
+    from hybrid_sessions.feeds import stop_all
+
+    stop_all()
+
+
 @pytest.fixture(scope="session")
 def redis_available() -> bool:
     return _reachable(settings.CACHES["default"]["LOCATION"])

@@ -1,0 +1,26 @@
+"""A WSGI app for tests that need real app server processes (run under gunicorn).
+
+The environment chooses the database (``HYBRID_SESSIONS_TEST_DB``, and
+``HYBRID_SESSIONS_APP_DATABASE`` for the test database pytest created) and the
+hybrid engine's spill store (``HYBRID_SESSIONS_APP_SPILL``).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+
+from django.conf import settings  # noqa: E402
+
+settings.DATABASES["default"]["NAME"] = os.environ["HYBRID_SESSIONS_APP_DATABASE"]
+settings.SESSION_ENGINE = "hybrid_sessions.backends.hybrid"
+settings.HYBRID_SESSIONS_SPILL_ENGINE = os.environ["HYBRID_SESSIONS_APP_SPILL"]
+settings.ROOT_URLCONF = "tests.app_urls"
+# A counter kept on the server only (the replay test compares it with one that is not).
+settings.HYBRID_SESSIONS_SERVER_KEYS = ["server_attempts"]
+settings.DEBUG = False
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()
