@@ -31,8 +31,11 @@ def _reachable(url: str) -> bool:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _stop_feeds() -> Iterator[None]:
-    """The feeds' listening connections would keep the test database from being dropped."""
+def _stop_feeds(django_db_setup: None) -> Iterator[None]:
+    """The feeds' listening connections would keep the test database from being dropped.
+
+    Set up after the test database, so torn down before it is dropped.
+    """
     yield
     from hybrid_sessions.feeds import stop_all
 
