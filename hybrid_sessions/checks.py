@@ -8,11 +8,15 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
-from .conf import conf
+from .conf import DEFAULT_COOKIE_KEYS, conf
+from .tokens import HMAC_ALGORITHMS
 
 #: Browsers drop a cookie whose name, value and attributes exceed this (RFC 6265 §6.1).
 BROWSER_COOKIE_LIMIT = 4096
-ALLOWED_ALGORITHMS = ("HS256", "HS384", "HS512")
+ALLOWED_ALGORITHMS = tuple(HMAC_ALGORITHMS)
+HYBRID = "hybrid_sessions.backends.hybrid"
+FEED_MODES = ("versions", "revocations", "off")
+DJANGO_SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 #: Below this no session cookie of ours fits: a spilled hybrid cookie with a
 #: signed-in user's keys, and its attributes, takes about 450 bytes.
 MIN_COOKIE_BUDGET = 512
@@ -94,6 +98,53 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     errors += _int_setting("REVALIDATE_SECONDS", 0, "hybrid_sessions.E010")
     errors += _int_setting("CLEAR_EXPIRED_BATCH_SIZE", 1, "hybrid_sessions.E011")
     errors += _int_setting("SAVE_MAX_RETRIES", 1, "hybrid_sessions.E012")
+    errors += _hybrid_checks()
+    return errors
+
+
+def _hybrid_checks() -> list[CheckMessage]:
+    """The hybrid engine's own settings, and the middleware that sends its cookie."""
+    if getattr(settings, "SESSION_ENGINE", "") != HYBRID:
+        return []
+    errors: list[CheckMessage] = []
+    if DJANGO_SESSION_MIDDLEWARE in getattr(settings, "MIDDLEWARE", ()):
+        errors.append(
+            Warning(
+                "The hybrid session engine is used with Django's SessionMiddleware.",
+                hint="Django's middleware sends the bare session key as the cookie, so every "
+                "request reads the session from the server. Use "
+                "'hybrid_sessions.middleware.SessionMiddleware' instead: it sends the signed "
+                "copy that saves those reads.",
+                id="hybrid_sessions.W014",
+            )
+        )
+    if conf.FEED not in FEED_MODES:
+        errors.append(
+            Error(
+                f"HYBRID_SESSIONS_FEED is {conf.FEED!r}.",
+                hint=f"Use one of {', '.join(repr(m) for m in FEED_MODES)}.",
+                id="hybrid_sessions.E015",
+            )
+        )
+    server_keys = getattr(settings, "HYBRID_SESSIONS_SERVER_KEYS", ())
+    if not isinstance(server_keys, list | tuple) or not all(
+        isinstance(k, str) for k in server_keys
+    ):
+        errors.append(
+            Error(
+                "HYBRID_SESSIONS_SERVER_KEYS must be a list of session keys (strings).",
+                id="hybrid_sessions.E017",
+            )
+        )
+    elif set(server_keys) & set(DEFAULT_COOKIE_KEYS):
+        errors.append(
+            Error(
+                "HYBRID_SESSIONS_SERVER_KEYS names keys that request.user needs: "
+                + ", ".join(sorted(set(server_keys) & set(DEFAULT_COOKIE_KEYS))) + ".",
+                hint="Keeping them off the cookie would cost every request a round trip.",
+                id="hybrid_sessions.E017",
+            )
+        )
     return errors
 
 
@@ -135,7 +186,7 @@ def _cache_checks() -> list[CheckMessage]:
                 f"The session cache {alias!r} uses {backend}; the Redis session store needs "
                 "django-redis.",
                 hint="Use BACKEND 'django_redis.cache.RedisCache'.",
-                id="hybrid_sessions.E007",
+                id="hybrid_sessions.E016",
             )
         ]
     return _redis_time_bound_checks(alias)

@@ -48,7 +48,7 @@ def test_the_default_settings_pass() -> None:
                               "LOCATION": "/tmp/x"}
                 },
             },
-            "hybrid_sessions.E007",
+            "hybrid_sessions.E016",
         ),
         (
             {"SESSION_ENGINE": "hybrid_sessions.backends.cache", "SESSION_CACHE_ALIAS": "local"},
@@ -66,10 +66,48 @@ def test_the_default_settings_pass() -> None:
         ({"HYBRID_SESSIONS_REVALIDATE_SECONDS": -5}, "hybrid_sessions.E010"),
         ({"HYBRID_SESSIONS_CLEAR_EXPIRED_BATCH_SIZE": 0}, "hybrid_sessions.E011"),
         ({"HYBRID_SESSIONS_SAVE_MAX_RETRIES": 0}, "hybrid_sessions.E012"),
+        (
+            {
+                "SESSION_ENGINE": "hybrid_sessions.backends.hybrid",
+                "MIDDLEWARE": ["django.contrib.sessions.middleware.SessionMiddleware"],
+            },
+            "hybrid_sessions.W014",
+        ),
+        (
+            {"SESSION_ENGINE": "hybrid_sessions.backends.hybrid", "HYBRID_SESSIONS_FEED": "all"},
+            "hybrid_sessions.E015",
+        ),
+        (
+            {
+                "SESSION_ENGINE": "hybrid_sessions.backends.hybrid",
+                "HYBRID_SESSIONS_SERVER_KEYS": "attempts",
+            },
+            "hybrid_sessions.E017",
+        ),
+        (
+            {
+                "SESSION_ENGINE": "hybrid_sessions.backends.hybrid",
+                "HYBRID_SESSIONS_SERVER_KEYS": ["_auth_user_id"],
+            },
+            "hybrid_sessions.E017",
+        ),
     ],
 )
 def test_a_bad_setting_is_reported_by_its_id(overrides: dict[str, Any], check_id: str) -> None:
     assert check_id in _ids(**overrides)
+
+
+def test_each_check_id_names_one_problem() -> None:
+    """Ids are unique per problem: the docs list each once."""
+    from pathlib import Path
+
+    docs = (Path(__file__).parent.parent / "docs" / "checks.rst").read_text()
+    ids = [line.strip("` \n") for line in docs.splitlines() if line.startswith("``hybrid_sessions.")]
+    assert len(ids) == len(set(ids))
+
+
+def test_the_hybrid_with_its_middleware_passes() -> None:
+    assert _ids(SESSION_ENGINE="hybrid_sessions.backends.hybrid") == []
 
 
 def test_a_redis_store_on_django_redis_passes() -> None:
