@@ -112,7 +112,25 @@ def log_out(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
+def attempt(request: HttpRequest) -> HttpResponse:
+    """One try of something allowed three times per session."""
+    used = int(request.session.get("attempts", 0))
+    if used >= 3:
+        return HttpResponse("refused", status=429)
+    request.session["attempts"] = used + 1
+    return HttpResponse(str(used + 1))
+
+
+def cycle(request: HttpRequest) -> HttpResponse:
+    """A new key for the session, as ``login()`` and many apps do."""
+    request.session.cycle_key()
+    return whoami(request)
+
+
 urlpatterns = [
+    path("attempt/", attempt),
+    path("cycle/", cycle),
+    path("change/", whoami),
     path("get/", get_key),
     path("set/", set_keys),
     path("count/", count_keys),
