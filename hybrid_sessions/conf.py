@@ -99,7 +99,7 @@ class Settings:
 
     @property
     def GUARD_UNSAFE_REQUESTS(self) -> bool:
-        """Without a healthy feed, an unsafe request of a signed-in hybrid session asks the server."""
+        """Without a healthy feed, unsafe requests of signed-in hybrid sessions ask the server."""
         return bool(self._get("GUARD_UNSAFE_REQUESTS", True))
 
     @property

@@ -57,9 +57,10 @@ class Knowledge:
         at = now() if at is None else at
         with self._lock:
             old = self._entries.get(digest)
-            if old is not None and old[0] != version:
-                if old[0] == GONE or (version != GONE and version < old[0]):
-                    return
+            if old is not None and old[0] != version and (
+                old[0] == GONE or (version != GONE and version < old[0])
+            ):
+                return
             self._entries[digest] = (version, at)
             self._order.append((at, digest))
             self._prune(at)
@@ -115,8 +116,9 @@ def decide(
 
     ``entry`` is what this process knows (:meth:`Knowledge.lookup`);
     ``feed_since`` when the feed has been listening without a break since
-    (``None`` while it is down or the store has none); ``guarded`` whether this is an unsafe request (POST, PUT, PATCH,
-    DELETE) of a signed-in session, which asks the server whenever no healthy
+    (``None`` while it is down or the store has none); ``guarded`` whether
+    this is an unsafe request (POST, PUT, PATCH, DELETE) of a signed-in
+    session, which asks the server whenever no healthy
     feed vouches for the cookie.
     """
     if entry is not None:

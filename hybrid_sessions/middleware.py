@@ -117,8 +117,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
         response.set_cookie(
             settings.SESSION_COOKIE_NAME, value, max_age=max_age, expires=expires,
             domain=settings.SESSION_COOKIE_DOMAIN, path=settings.SESSION_COOKIE_PATH,
-            secure=settings.SESSION_COOKIE_SECURE or None,
-            httponly=settings.SESSION_COOKIE_HTTPONLY or None,
+            secure=bool(settings.SESSION_COOKIE_SECURE),
+            httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
             samesite=settings.SESSION_COOKIE_SAMESITE,
         )
         patch_vary_headers(response, ("Cookie",))

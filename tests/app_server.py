@@ -11,7 +11,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-from django.conf import settings  # noqa: E402
+from django.conf import settings
 
 settings.DATABASES["default"]["NAME"] = os.environ["HYBRID_SESSIONS_APP_DATABASE"]
 settings.SESSION_ENGINE = "hybrid_sessions.backends.hybrid"

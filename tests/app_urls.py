@@ -22,7 +22,9 @@ def whoami(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 def log_in(request: HttpRequest) -> HttpResponse:
-    user = authenticate(request, username=request.POST["username"], password=request.POST["password"])
+    user = authenticate(
+        request, username=request.POST["username"], password=request.POST["password"]
+    )
     if user is None:
         return HttpResponse(status=403)
     login(request, user)

@@ -102,7 +102,7 @@ def test_each_check_id_names_one_problem() -> None:
     from pathlib import Path
 
     docs = (Path(__file__).parent.parent / "docs" / "checks.rst").read_text()
-    ids = [line.strip("` \n") for line in docs.splitlines() if line.startswith("``hybrid_sessions.")]
+    ids = [line.strip("`") for line in docs.splitlines() if line.startswith("``hybrid_sessions.")]
     assert len(ids) == len(set(ids))
 
 

@@ -10,7 +10,6 @@ replayed cookie never rolls state back once a newer version is known.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,9 +34,8 @@ from .test_hybrid_engine import (
     spilled_client,
     value_of,
 )
-from .test_hybrid_engine import alice as alice  # noqa: F401 - a fixture
-from .test_hybrid_engine import spill as spill  # noqa: F401 - a fixture
-
+from .test_hybrid_engine import alice as alice
+from .test_hybrid_engine import spill as spill
 
 # -- the decision, as a table -------------------------------------------------------------------
 
@@ -117,7 +115,8 @@ def test_the_session_key_is_short_stable_and_loads_like_the_db_engines(spill: Sp
     session["a"] = 1
     session.save()
     key = session.session_key
-    assert key is not None and len(key) <= 40
+    assert key is not None
+    assert len(key) <= 40
     first_cookie = value_of(session)
     session["b"] = 2
     session.save()
@@ -171,7 +170,8 @@ def test_server_keys_are_never_in_the_cookie_and_are_read_every_time(
     client.post("/attempt/")
     parsed = parse(cookie(client), SessionStore().serializer)
     assert parsed is not None
-    assert "attempts" not in parsed.data and parsed.data["a"] == "1"
+    assert "attempts" not in parsed.data
+    assert parsed.data["a"] == "1"
     replay = cookie(client)
     client.post("/attempt/")
     client.post("/attempt/")
@@ -237,14 +237,14 @@ def test_an_unsafe_request_of_a_signed_in_session_asks_the_server_without_a_feed
 
 
 @pytest.fixture
-def redis_feed(redis_spill: Spill, settings: Any) -> Iterator[Feed]:
+def redis_feed(redis_spill: Spill, settings: Any) -> Feed:
     settings.HYBRID_SESSIONS_SPILL_ENGINE = REDIS_SPILL
     store = SessionStore.get_store()
     feed = store.feed()
     assert feed is not None
     feed.ensure_running()
     assert feed.wait_until_up()
-    yield feed
+    return feed
 
 
 @pytest.fixture
@@ -285,7 +285,9 @@ def test_the_redis_feed_tells_this_process_of_another_process_write_and_end(
 
 
 @pytest.mark.redis
-def test_revocations_only_mode_publishes_ends_but_not_versions(redis_spill: Spill, settings: Any) -> None:
+def test_revocations_only_mode_publishes_ends_but_not_versions(
+    redis_spill: Spill, settings: Any
+) -> None:
     settings.HYBRID_SESSIONS_FEED = "revocations"
     feed = SessionStore.get_store().feed()
     assert feed is not None

@@ -317,7 +317,8 @@ class ServerSessionBase(SessionBase):
         """Hook: a record was removed by a key change (the hybrid remembers it)."""
 
     def cycle_key(self) -> None:
-        data = self._retired_data(self._run(self._retire_flow(self._session)))
+        data = self._get_session()  # type: ignore[attr-defined, unused-ignore]
+        data = self._retired_data(self._run(self._retire_flow(data)))
         self.create()
         self._session_cache = data
 

@@ -14,7 +14,10 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..feeds import Feed
 
 
 def digest(session_key: str) -> str:
@@ -116,6 +119,9 @@ class ServerStore(Protocol):
 
     def clear_expired(self) -> int:
         """Remove expired sessions; return how many were removed."""
+
+    def feed(self) -> Feed | None:
+        """The feed that carries this store's writes and ends to every process, if any."""
 
     async def aget(self, digest: str) -> StoredSession | None: ...
 

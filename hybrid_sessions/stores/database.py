@@ -101,12 +101,12 @@ class _Statements:
         removed = f"{col['data']}, {col['version']}, {col['expire_date']}, {col['user']}"
         self.pop = f"DELETE FROM {table} WHERE {col['key_digest']} = %s RETURNING {removed}"  # noqa: S608
         self.pop_notify = (
-            f"WITH d AS ({self.pop}, {col['key_digest']}) "
+            f"WITH d AS ({self.pop}, {col['key_digest']}) "  # noqa: S608
             f"SELECT {removed}, pg_notify(%s, {col['key_digest']} || ':0') FROM d"
         )
         self.cas_notify = {
             k: (
-                f"WITH u AS ({v} RETURNING {col['key_digest']}, {col['version']}) "
+                f"WITH u AS ({v} RETURNING {col['key_digest']}, {col['version']}) "  # noqa: S608
                 f"SELECT pg_notify(%s, {col['key_digest']} || ':' || {col['version']}) FROM u"
             )
             for k, v in self.cas.items()
@@ -115,7 +115,7 @@ class _Statements:
         self.keep = f" AND {col['key_digest']} <> %s"
         self.returning_digest = f" RETURNING {col['key_digest']}"
         self.notify_each = (
-            "WITH d AS ({}) "
+            "WITH d AS ({}) "  # noqa: S608
             f"SELECT {col['key_digest']}, pg_notify(%s, {col['key_digest']} || ':0') FROM d"
         )
         self.converters = [

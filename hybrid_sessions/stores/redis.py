@@ -62,8 +62,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import SessionStoreUnavailable
 from ..feeds import Feed, redis_listener
-from .announcing import AnnouncingStore
 from ..knowledge import GONE
+from .announcing import AnnouncingStore
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
 
 logger = logging.getLogger("hybrid_sessions")
@@ -234,7 +234,7 @@ def _datetime(ms: bytes | int) -> datetime:
 
 
 def _aware_now() -> datetime:
-    return timezone.now() if settings.USE_TZ else datetime.now()  # noqa: DTZ005
+    return timezone.now() if settings.USE_TZ else datetime.now()
 
 
 def _text(value: bytes | None) -> str | None:

@@ -315,7 +315,8 @@ class SessionStore(PartialAccess, ServerSessionBase):
     def _touch_flow(self) -> Flow[None]:
         """Only the expiry moved (``SESSION_SAVE_EVERY_REQUEST``): no need for spilled data."""
         key = self.session_key
-        assert key is not None and self._version is not None
+        assert key is not None
+        assert self._version is not None
         data = self._session_cache
         if not (yield from call(Touch(digest(key), self._meta(data)))):
             self._ended(digest(key))
