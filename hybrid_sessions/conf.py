@@ -24,6 +24,10 @@ DEFAULT_COOKIE_KEYS: tuple[str, ...] = (
 )
 
 
+#: The longest User-Agent kept with a session (the database column's length).
+USER_AGENT_MAX_LENGTH = 512
+
+
 class Settings:
     """One property per ``HYBRID_SESSIONS_*`` setting, with its default."""
 

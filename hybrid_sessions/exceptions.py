@@ -60,10 +60,6 @@ class InvalidSignature(TokenError):
     """The signature matches none of the site's keys: forged, or signed with a removed key."""
 
 
-class WrongPurpose(TokenError):
-    """The token was minted for another purpose (another cookie or engine)."""
-
-
 class ExpiredToken(TokenError):
     """The token's ``exp`` claim is in the past."""
 

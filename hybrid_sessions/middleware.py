@@ -27,14 +27,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
-from .conf import conf
+from .conf import USER_AGENT_MAX_LENGTH, conf
 
 __all__ = ["SessionMiddleware"]
 
 #: Requests that change nothing (RFC 9110): the others may be guarded.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-#: The longest User-Agent kept; the database column has the same length.
-MAX_USER_AGENT_LENGTH = 512
 
 
 def _accepted_kwargs(session_store: Any) -> frozenset[str]:
@@ -60,7 +58,7 @@ def client_ip(request: HttpRequest) -> str | None:
 def client_user_agent(request: HttpRequest) -> str | None:
     """The ``User-Agent`` header, cut to what the store keeps; ``None`` if absent."""
     value = request.META.get("HTTP_USER_AGENT", "")
-    return value[:MAX_USER_AGENT_LENGTH] or None
+    return value[:USER_AGENT_MAX_LENGTH] or None
 
 
 class SessionMiddleware(DjangoSessionMiddleware):

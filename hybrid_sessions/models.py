@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .conf import USER_AGENT_MAX_LENGTH
+
 
 class Session(models.Model):
     """One session. The key itself is never stored: only its SHA-256 digest.
@@ -30,7 +32,9 @@ class Session(models.Model):
     last_activity = models.DateTimeField(_("last activity"))
     expire_date = models.DateTimeField(_("expires"), db_index=True)
     ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
-    user_agent = models.CharField(_("user agent"), max_length=512, blank=True, default="")
+    user_agent = models.CharField(
+        _("user agent"), max_length=USER_AGENT_MAX_LENGTH, blank=True, default=""
+    )
 
     class Meta:
         verbose_name = _("session")

@@ -16,7 +16,8 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.test import Client, override_settings
 
 from hybrid_sessions import api
-from hybrid_sessions.middleware import MAX_USER_AGENT_LENGTH, _accepted_kwargs
+from hybrid_sessions.conf import USER_AGENT_MAX_LENGTH
+from hybrid_sessions.middleware import _accepted_kwargs
 from tests.engines import ENGINES, Engine
 
 SERVER_ENGINES = [e for e in ENGINES if e.server_side]
@@ -109,7 +110,7 @@ def test_only_a_valid_ip_address_is_kept(
 def test_a_long_user_agent_is_cut_to_the_column_length(engine: Engine, alice: User) -> None:
     with override_settings(**TRACK_BOTH):
         seen = browse(alice, HTTP_USER_AGENT="U" * 5000)
-    assert seen["ua"] == "U" * MAX_USER_AGENT_LENGTH
+    assert seen["ua"] == "U" * USER_AGENT_MAX_LENGTH
 
 
 def test_metadata_follows_the_latest_request(engine: Engine, alice: User) -> None:

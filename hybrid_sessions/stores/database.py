@@ -13,7 +13,6 @@ go to the write database so a request always reads its own writes.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -21,163 +20,21 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.signals import setting_changed
 from django.db import IntegrityError, connections, router, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from ..conf import conf
+from ..conf import USER_AGENT_MAX_LENGTH, conf
 from ..feeds import Feed, message, postgres_listener
 from ..knowledge import GONE
 from ..models import Session
 from .announcing import AnnouncingStore
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
+from .sql import RAW, Statements, as_bytes, listening_connection, statements_for
 
 #: The PostgreSQL channel of the feed (``LISTEN``/``NOTIFY`` are per database).
 CHANNEL = "hybrid_sessions"
-
-
-def _as_bytes(value: Any) -> bytes | None:
-    if value is None:
-        return None
-    return bytes(value)
-
-
-class _Statements:
-    """The hot statements in one connection's SQL dialect, built once per connection.
-
-    The ORM rebuilds and recompiles a query on every call, which costs several
-    times the statement's own round trip for a primary-key lookup; these are
-    compiled once. Values pass through the fields' own adapters and results
-    through the backend's own converters, exactly as the ORM would apply them,
-    so types (``memoryview`` data, aware datetimes, UUID user keys) come out the
-    same on every backend.
-    """
-
-    def __init__(self, connection: BaseDatabaseWrapper, model: Any) -> None:
-        meta = model._meta
-        qn = connection.ops.quote_name
-        self.connection = connection
-        self.fields = {name: meta.get_field(name) for name in (
-            "key_digest", "data", "version", "user", "created_at", "last_activity",
-            "expire_date", "ip_address", "user_agent",
-        )}
-        # Only the model's own table and column names are interpolated, quoted by
-        # the backend; every value is a parameter.
-        table = qn(meta.db_table)
-        col = {name: qn(field.column) for name, field in self.fields.items()}
-        live = f"{col['key_digest']} = %s AND {col['expire_date']} > %s"
-        self.select = (
-            f"SELECT {col['data']}, {col['version']}, {col['expire_date']}, "  # noqa: S608
-            f"{col['user']} FROM {table} WHERE {live}"
-        )
-        self.exists = f"SELECT 1 FROM {table} WHERE {live}"  # noqa: S608
-        common = f"{col['expire_date']} = %s, {col['last_activity']} = %s"
-        optional = {
-            (ip, ua): common
-            + (f", {col['ip_address']} = %s" if ip else "")
-            + (f", {col['user_agent']} = %s" if ua else "")
-            for ip in (False, True) for ua in (False, True)
-        }
-        self.touch = {
-            k: f"UPDATE {table} SET {v} WHERE {live}"  # noqa: S608
-            for k, v in optional.items()
-        }
-        self.cas = {
-            k: (
-                f"UPDATE {table} SET {col['data']} = %s, {col['version']} = %s, "  # noqa: S608
-                f"{col['user']} = %s, {v} WHERE {live} AND {col['version']} = %s"
-            )
-            for k, v in optional.items()
-        }
-        # Removing returns what was removed (PostgreSQL, SQLite 3.35+, MariaDB
-        # 10.5+); ``notify`` variants also publish on the feed (PostgreSQL).
-        self.returning = connection.vendor in ("postgresql", "sqlite") or bool(
-            getattr(connection, "mysql_is_mariadb", False)
-        )
-        self.notifies = connection.vendor == "postgresql"
-        removed = f"{col['data']}, {col['version']}, {col['expire_date']}, {col['user']}"
-        self.pop = f"DELETE FROM {table} WHERE {col['key_digest']} = %s RETURNING {removed}"  # noqa: S608
-        self.pop_notify = (
-            f"WITH d AS ({self.pop}, {col['key_digest']}) "  # noqa: S608
-            f"SELECT {removed}, pg_notify(%s, {col['key_digest']} || ':0') FROM d"
-        )
-        self.cas_notify = {
-            k: (
-                f"WITH u AS ({v} RETURNING {col['key_digest']}, {col['version']}) "  # noqa: S608
-                f"SELECT pg_notify(%s, {col['key_digest']} || ':' || {col['version']}) FROM u"
-            )
-            for k, v in self.cas.items()
-        }
-        self.delete_user = f"DELETE FROM {table} WHERE {col['user']} = %s"  # noqa: S608
-        self.keep = f" AND {col['key_digest']} <> %s"
-        self.returning_digest = f" RETURNING {col['key_digest']}"
-        self.notify_each = (
-            "WITH d AS ({}) "  # noqa: S608
-            f"SELECT {col['key_digest']}, pg_notify(%s, {col['key_digest']} || ':0') FROM d"
-        )
-        self.converters = [
-            self._converters(self.fields[name])
-            for name in ("data", "version", "expire_date", "user")
-        ]
-
-    def _converters(self, field: Any) -> tuple[Any, list[Any]]:
-        column = field.get_col(field.model._meta.db_table)
-        return column, [
-            *self.connection.ops.get_db_converters(column),
-            *column.get_db_converters(self.connection),
-        ]
-
-    def prep(self, name: str, value: Any) -> Any:
-        return self.fields[name].get_db_prep_value(value, self.connection, prepared=False)
-
-    def now(self, value: datetime) -> Any:
-        return self.connection.ops.adapt_datetimefield_value(value)
-
-    def row(self, row: Sequence[Any]) -> list[Any]:
-        values = []
-        connection = self.connection
-        for value, (column, converters) in zip(row, self.converters, strict=True):
-            for converter in converters:
-                value = converter(value, column, connection)
-            values.append(value)
-        return values
-
-
-class _Raw:
-    """Rows the ORM has already converted."""
-
-    @staticmethod
-    def row(row: Sequence[Any]) -> list[Any]:
-        return list(row)
-
-
-_RAW: Any = _Raw()
-
-
-def _listening_connection(alias: str) -> Any:
-    """A connection of the feed's own to the database behind ``alias`` (autocommit)."""
-    import psycopg
-
-    params = dict(connections[alias].get_connection_params())
-    for django_only in ("cursor_factory", "context", "prepare_threshold"):
-        params.pop(django_only, None)
-    return psycopg.connect(autocommit=True, **params)
-
-
-_statements: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Statements] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _forget_statements(**kwargs: Any) -> None:
-    """Rebuild after any settings change: the converters depend on ``USE_TZ``, for one."""
-    _statements.clear()
-
-
-setting_changed.connect(_forget_statements, dispatch_uid="hybrid_sessions_statements")
 
 
 class DatabaseStore(AnnouncingStore):
@@ -197,11 +54,11 @@ class DatabaseStore(AnnouncingStore):
             return None
         if self._feed is None:
             self._feed = Feed(f"postgresql:{self.db}", postgres_listener(
-                lambda: _listening_connection(self.db), CHANNEL
+                lambda: listening_connection(self.db), CHANNEL
             ))
         return self._feed
 
-    def _channel(self, sql: _Statements, versions: bool) -> str | None:
+    def _channel(self, sql: Statements, versions: bool) -> str | None:
         """The channel to notify, or ``None`` when this kind of message is not sent."""
         mode = self.announce
         if not sql.notifies or mode is None or mode == "off":
@@ -231,16 +88,12 @@ class DatabaseStore(AnnouncingStore):
         if meta.ip_address is not None:
             fields["ip_address"] = meta.ip_address
         if meta.user_agent is not None:
-            fields["user_agent"] = meta.user_agent[:512]
+            fields["user_agent"] = meta.user_agent[:USER_AGENT_MAX_LENGTH]
         return fields
 
-    def _statements(self) -> tuple[str, _Statements]:
+    def _statements(self) -> tuple[str, Statements]:
         db = self.db
-        connection = connections[db]
-        statements = _statements.get(connection)
-        if statements is None:
-            statements = _statements[connection] = _Statements(connection, self.model)
-        return db, statements
+        return db, statements_for(connections[db], self.model)
 
     def _execute(self, db: str, sql: str, params: Sequence[Any]) -> Any:
         """Run one statement as the ORM would: errors inside ``atomic`` mark it for rollback."""
@@ -267,7 +120,7 @@ class DatabaseStore(AnnouncingStore):
             return None
         data, version, expires_at, user_id = rows[0]
         return StoredSession(
-            _as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
+            as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
         )
 
     def get(self, digest: str) -> StoredSession | None:
@@ -277,7 +130,7 @@ class DatabaseStore(AnnouncingStore):
             return None
         data, version, expires_at, user_id = sql.row(row)
         return StoredSession(
-            _as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
+            as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
         )
 
     def exists(self, digest: str) -> bool:
@@ -385,13 +238,13 @@ class DatabaseStore(AnnouncingStore):
         return bool(self._execute(db, sql.touch[key], params))
 
     @staticmethod
-    def _meta_params(sql: _Statements, meta: SessionMeta, now: Any) -> list[Any]:
+    def _meta_params(sql: Statements, meta: SessionMeta, now: Any) -> list[Any]:
         """Values for ``expire_date, last_activity[, ip_address][, user_agent]``."""
         params = [sql.prep("expire_date", meta.expires_at), now]
         if meta.ip_address is not None:
             params.append(sql.prep("ip_address", meta.ip_address))
         if meta.user_agent is not None:
-            params.append(sql.prep("user_agent", meta.user_agent[:512]))
+            params.append(sql.prep("user_agent", meta.user_agent[:USER_AGENT_MAX_LENGTH]))
         return params
 
     def delete(self, digest: str) -> None:
@@ -412,7 +265,7 @@ class DatabaseStore(AnnouncingStore):
             rows = [] if found is None else [
                 (found.data, found.version, found.expires_at, found.user_id)
             ]
-            sql = _RAW  # already converted by the ORM
+            sql = RAW  # already converted by the ORM
         self._learn(digest, GONE)
         if not rows:
             return None
@@ -420,7 +273,7 @@ class DatabaseStore(AnnouncingStore):
         if expires_at <= timezone.now():
             return None
         return StoredSession(
-            _as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
+            as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
         )
 
     # -- per user ---------------------------------------------------------------

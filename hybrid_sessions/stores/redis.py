@@ -60,6 +60,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..conf import USER_AGENT_MAX_LENGTH
 from ..exceptions import SessionStoreUnavailable
 from ..feeds import Feed, redis_listener
 from ..knowledge import GONE
@@ -77,8 +78,6 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 #: Sessions removed per script by ``delete_user``: one round trip per batch,
 #: short enough not to stall the server.
 DELETE_BATCH = 500
-#: Longest user agent kept, as in the database store.
-USER_AGENT_MAX = 512
 
 
 # -- Lua --------------------------------------------------------------------------------------
@@ -335,7 +334,7 @@ class RedisStore(AnnouncingStore):
                 _ms(meta.expires_at),
                 meta.user_id or "",
                 meta.ip_address or "",
-                (meta.user_agent or "")[:USER_AGENT_MAX],
+                (meta.user_agent or "")[:USER_AGENT_MAX_LENGTH],
                 *extra,
             ]
             return script(client, keys, args)
