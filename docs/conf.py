@@ -6,6 +6,6 @@ project = "hybrid_sessions"
 author = "the hybrid_sessions authors"
 copyright = "2026, the hybrid_sessions authors"
 extensions: list[str] = []
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_static"]
 html_theme = "alabaster"
 html_static_path: list[str] = []
