@@ -33,6 +33,17 @@ security_logger = logging.getLogger("django.security.SuspiciousSession")
 MAX_KEY_LENGTH = 256
 #: Attempts at finding an unused key; with 165 random bits one always succeeds.
 CREATE_ATTEMPTS = 8
+#: Whether a store class is a ``LockingStore`` (a protocol check costs microseconds).
+_LOCKING: dict[type[Any], bool] = {}
+
+
+def can_lock(store: ServerStore) -> bool:
+    """Whether ``store`` can merge under a lock (:class:`LockingStore`)."""
+    kind = type(store)
+    locking = _LOCKING.get(kind)
+    if locking is None:
+        locking = _LOCKING[kind] = isinstance(store, LockingStore)
+    return locking
 
 
 class ServerSessionBase(SessionBase):
@@ -259,7 +270,7 @@ class ServerSessionBase(SessionBase):
         written = yield from save_flow(
             self, key, self._version, data,
             attempts=max(1, conf.SAVE_MAX_RETRIES),
-            can_lock=isinstance(self.store, LockingStore),
+            can_lock=can_lock(self.store),
         )
         if written is not None:
             self._adopt(written)

@@ -291,6 +291,10 @@ class SessionStore(PartialAccess, ServerSessionBase):
             return False
         if self._baseline is not None:
             return blob == self._baseline
+        if self.modified:
+            # Assigned to: almost always a change, and a write is right either way;
+            # not worth verifying and parsing the cookie again to find out.
+            return False
         baseline = self._baseline_data()
         return baseline is not None and self._dumps(baseline) == blob
 
