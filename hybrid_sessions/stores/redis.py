@@ -41,7 +41,6 @@ hung (not down) server each call holds a worker thread for up to the timeout.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
@@ -57,7 +56,7 @@ from django.core.cache import caches
 from django.utils import timezone
 from django_redis import get_redis_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError
+from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..conf import USER_AGENT_MAX_LENGTH
@@ -66,6 +65,7 @@ from ..feeds import Feed, redis_listener
 from ..knowledge import GONE
 from .announcing import AnnouncingStore
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
+from .redis_scripts import COMPARE_AND_SET, CREATE, DELETE_USER, POP, TOUCH, LuaScript
 
 logger = logging.getLogger("hybrid_sessions")
 
@@ -78,138 +78,6 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 #: Sessions removed per script by ``delete_user``: one round trip per batch,
 #: short enough not to stall the server.
 DELETE_BATCH = 500
-
-
-# -- Lua --------------------------------------------------------------------------------------
-
-# Shared by the write scripts. ARGV: [1] digest, [2] now, [3] expiry (ms),
-# [4] user id ('' for none), [5] IP ('' keeps it), [6] user agent ('' keeps it).
-# KEYS[1] is the session hash, KEYS[2] (absent when anonymous) the user's index.
-_PRELUDE = """
-local function reindex(ix, now)
-  redis.call('ZREMRANGEBYSCORE', ix, '-inf', '(' .. now)
-  local top = redis.call('ZRANGE', ix, -1, -1, 'WITHSCORES')
-  if top[2] then redis.call('PEXPIREAT', ix, top[2]) end
-end
-local function set_user(key, ix)
-  local old = redis.call('HGET', key, 'ix')
-  if old and old ~= ix then
-    redis.call('ZREM', old, ARGV[1])
-    reindex(old, ARGV[2])
-  end
-  if ix then
-    redis.call('HSET', key, 'u', ARGV[4], 'ix', ix)
-  else
-    redis.call('HDEL', key, 'u', 'ix')
-  end
-end
-local function extend(key, ix)
-  local digest, now, exp = ARGV[1], ARGV[2], ARGV[3]
-  redis.call('HSET', key, 'a', now, 'e', exp)
-  if ARGV[5] ~= '' then redis.call('HSET', key, 'ip', ARGV[5]) end
-  if ARGV[6] ~= '' then redis.call('HSET', key, 'ua', ARGV[6]) end
-  redis.call('PEXPIREAT', key, exp)
-  if ix then
-    redis.call('ZADD', ix, exp, digest)
-    reindex(ix, now)
-  end
-end
-"""
-
-# ARGV[7]: '1' when there is data, ARGV[8]: the data.
-_CREATE = _PRELUDE + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'v', 1, 'c', ARGV[2])
-if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'd', ARGV[8]) end
-set_user(KEYS[1], KEYS[2] or false)
-extend(KEYS[1], KEYS[2] or false)
-return 1
-"""
-
-# ARGV[7]: expected version, ARGV[8]: '1' when there is data, ARGV[9]: the data,
-# ARGV[10]: the feed's channel ('' publishes nothing).
-# Returns {1, new version}, {0} when the session is gone, or {0, version, data,
-# expiry, user} (the state that won) when the version moved on.
-_COMPARE_AND_SET = _PRELUDE + """
-local cur = redis.call('HMGET', KEYS[1], 'v', 'd', 'e', 'u')
-if not cur[1] then return {0} end
-if cur[1] ~= ARGV[7] then return {0, cur[1], cur[2], cur[3], cur[4]} end
-local version = redis.call('HINCRBY', KEYS[1], 'v', 1)
-if ARGV[8] == '1' then
-  redis.call('HSET', KEYS[1], 'd', ARGV[9])
-else
-  redis.call('HDEL', KEYS[1], 'd')
-end
-set_user(KEYS[1], KEYS[2] or false)
-extend(KEYS[1], KEYS[2] or false)
-if ARGV[10] ~= '' then redis.call('PUBLISH', ARGV[10], ARGV[1] .. ':' .. version) end
-return {1, version}
-"""
-
-# The data is not written, so neither is the user derived from it: a request
-# that loaded before a concurrent login must not unlink the user.
-_TOUCH = _PRELUDE + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-extend(KEYS[1], redis.call('HGET', KEYS[1], 'ix'))
-return 1
-"""
-
-# ARGV: [1] digest, [2] now, [3] the feed's channel ('' publishes nothing).
-# Returns what the session held, {version, data, expiry, user}, or {} if it was gone.
-_POP = _PRELUDE + """
-local cur = redis.call('HMGET', KEYS[1], 'v', 'd', 'e', 'u', 'ix')
-if cur[1] then
-  redis.call('DEL', KEYS[1])
-  if cur[5] then
-    redis.call('ZREM', cur[5], ARGV[1])
-    reindex(cur[5], ARGV[2])
-  end
-end
-if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[1] .. ':0') end
-if not cur[1] then return {} end
-return {cur[1], cur[2] or false, cur[3], cur[4] or false}
-"""
-
-# KEYS: [1] the index, [2..n] session hashes; ARGV: [1] now, [2] the feed's
-# channel, [3..n+1] their digests. Returns the digests removed.
-# A session that moved to another user meanwhile is left alone.
-_DELETE_USER = _PRELUDE + """
-local removed = {}
-for i = 2, #KEYS do
-  local digest = ARGV[i + 1]
-  if redis.call('HGET', KEYS[i], 'ix') == KEYS[1] then
-    if redis.call('DEL', KEYS[i]) == 1 then
-      removed[#removed + 1] = digest
-      if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], digest .. ':0') end
-    end
-  end
-  redis.call('ZREM', KEYS[1], digest)
-end
-reindex(KEYS[1], ARGV[1])
-return removed
-"""
-
-
-class LuaScript:
-    """A script run by its SHA-1 (``EVALSHA``), sent in full only when the server lacks it."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            # EVAL runs it and caches it on the server for the next EVALSHA.
-            return client.eval(self.source, len(keys), *keys, *args)
-
-
-CREATE = LuaScript(_CREATE)
-COMPARE_AND_SET = LuaScript(_COMPARE_AND_SET)
-TOUCH = LuaScript(_TOUCH)
-POP = LuaScript(_POP)
-DELETE_USER = LuaScript(_DELETE_USER)
 
 
 # -- time ------------------------------------------------------------------------------------
