@@ -58,8 +58,10 @@ from django.utils.crypto import get_random_string
 from ..conf import DEFAULT_COOKIE_KEYS, SettingsCache, conf
 from ..exceptions import CookieTooLarge, MalformedToken, SessionStoreUnavailable, TokenError
 from ..stores.base import (
+    LIVE,
     CasResult,
     ServerStore,
+    SessionFilter,
     SessionInfo,
     SessionMeta,
     StoredSession,
@@ -341,6 +343,46 @@ class LivenessTrackingStore:
 
     async def aclear_expired(self) -> int:
         return await self.inner.aclear_expired()
+
+    # -- every session, for operators (admin, purge, stats) -------------------------
+
+    def list_sessions(
+        self,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        filters: SessionFilter = LIVE,
+        recent_first: bool = False,
+    ) -> tuple[list[SessionInfo], str | None]:
+        return self.inner.list_sessions(cursor, limit, filters=filters, recent_first=recent_first)
+
+    def describe(self, digest: str) -> SessionInfo | None:
+        return self.inner.describe(digest)
+
+    def delete_many(self, digests: Sequence[str]) -> int:
+        count = self.inner.delete_many(digests)
+        self._forget(digests)
+        return count
+
+    async def alist_sessions(
+        self,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        filters: SessionFilter = LIVE,
+        recent_first: bool = False,
+    ) -> tuple[list[SessionInfo], str | None]:
+        return await self.inner.alist_sessions(
+            cursor, limit, filters=filters, recent_first=recent_first
+        )
+
+    async def adescribe(self, digest: str) -> SessionInfo | None:
+        return await self.inner.adescribe(digest)
+
+    async def adelete_many(self, digests: Sequence[str]) -> int:
+        count = await self.inner.adelete_many(digests)
+        self._forget(digests)
+        return count
 
 
 def record_digest(session_key: str | None) -> str | None:

@@ -61,7 +61,7 @@ from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import SessionStoreUnavailable
-from .base import CasResult, SessionInfo, SessionMeta, StoredSession
+from .base import LIVE, CasResult, SessionFilter, SessionInfo, SessionMeta, StoredSession
 
 logger = logging.getLogger("hybrid_sessions")
 
@@ -175,6 +175,20 @@ reindex(KEYS[1], ARGV[1])
 return removed
 """
 
+# KEYS: session hashes; ARGV: [1] now, [2..n] their digests.
+_DELETE_MANY = _PRELUDE + """
+local removed = 0
+for i = 1, #KEYS do
+  local ix = redis.call('HGET', KEYS[i], 'ix')
+  removed = removed + redis.call('DEL', KEYS[i])
+  if ix then
+    redis.call('ZREM', ix, ARGV[i + 1])
+    reindex(ix, ARGV[1])
+  end
+end
+return removed
+"""
+
 
 class LuaScript:
     """A script run by its SHA-1 (``EVALSHA``), sent in full only when the server lacks it."""
@@ -196,6 +210,7 @@ COMPARE_AND_SET = LuaScript(_COMPARE_AND_SET)
 TOUCH = LuaScript(_TOUCH)
 DELETE = LuaScript(_DELETE)
 DELETE_USER = LuaScript(_DELETE_USER)
+DELETE_MANY = LuaScript(_DELETE_MANY)
 
 
 # -- time ------------------------------------------------------------------------------------
@@ -450,6 +465,154 @@ class RedisStore:
 
     async def aclear_expired(self) -> int:
         return await _off_loop(self.clear_expired)()
+
+    # -- every session, for operators (admin, purge, stats) -------------------------
+
+    def _infos(self, client: Any, digests: Sequence[str]) -> list[SessionInfo]:
+        """The sessions under ``digests`` that still exist, in one pipelined round trip."""
+        pipe = client.pipeline(transaction=False)
+        for digest in digests:
+            key = self._session_key(digest)
+            pipe.hmget(key, "u", "c", "a", "e", "ip", "ua")
+            pipe.hstrlen(key, "d")
+            pipe.hexists(key, "d")
+        replies = pipe.execute()
+        infos = []
+        for i, digest in enumerate(digests):
+            (user, created, active, expires, ip, ua), size, has_data = replies[3 * i : 3 * i + 3]
+            if created is None or active is None or expires is None:
+                continue  # expired or removed since it was found
+            infos.append(
+                SessionInfo(
+                    digest, _text(user), _datetime(created), _datetime(active),
+                    _datetime(expires), _text(ip), _text(ua), int(size),
+                    data_on_server=bool(has_data),
+                )
+            )
+        return infos
+
+    def list_sessions(
+        self,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        filters: SessionFilter = LIVE,
+        recent_first: bool = False,
+    ) -> tuple[list[SessionInfo], str | None]:
+        """``SCAN`` over the session hashes (never ``KEYS``), or the users' indexes.
+
+        Redis removes a session when it expires, so ``expired=True`` finds none.
+        A scan stops once it has ``limit`` matches or has examined
+        ``SCAN_BUDGET_FACTOR * limit`` keys, so a filter that matches little
+        returns short (even empty) pages rather than one long call. Like the
+        index scan of ``clear_expired``, it assumes the default ``KEY_FUNCTION``
+        shape (the key last).
+        """
+        limit = max(1, limit)
+        if filters.expired:
+            return [], None
+        with self._guard("list_sessions"):
+            client = self._client()
+            if filters.user_ids is not None:
+                infos, next_cursor = self._page_of_users(client, cursor, limit, filters.user_ids)
+            else:
+                infos, next_cursor = self._page_of_scan(client, cursor, limit, filters)
+        infos = [info for info in infos if _matches(info, filters)]
+        if recent_first:
+            infos.sort(key=lambda info: info.last_activity, reverse=True)
+        return infos, next_cursor
+
+    def _page_of_users(
+        self, client: Any, cursor: str | None, limit: int, user_ids: Sequence[str]
+    ) -> tuple[list[SessionInfo], str | None]:
+        """The users' indexes merged in digest order; the cursor is the last digest seen."""
+        after = ""
+        if cursor:
+            if not (cursor.startswith("u") and _DIGEST.fullmatch(cursor[1:])):
+                raise ValueError(f"Not a session listing cursor: {cursor!r}")
+            after = cursor[1:]
+        pipe = client.pipeline(transaction=False)
+        live = f"({_now_ms()}"
+        for user_id in sorted(set(user_ids)):
+            pipe.zrangebyscore(self._index_key(user_id), live, "+inf")
+        digests = sorted({d.decode() for members in pipe.execute() for d in members})
+        rest = [d for d in digests if d > after]
+        page = rest[:limit]
+        more = len(rest) > limit
+        return self._infos(client, page), f"u{page[-1]}" if more else None
+
+    def _page_of_scan(
+        self, client: Any, cursor: str | None, limit: int, filters: SessionFilter
+    ) -> tuple[list[SessionInfo], str | None]:
+        if cursor is not None and not cursor.isdigit():
+            raise ValueError(f"Not a session listing cursor: {cursor!r}")
+        position = int(cursor or 0)
+        prefix = self._key("s", "")
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+        found: list[SessionInfo] = []
+        examined = 0
+        while True:
+            position, keys = client.scan(position, match=pattern, count=max(limit, 100))
+            digests = [
+                digest
+                for digest in (k.decode()[len(prefix) :] for k in keys)
+                if _DIGEST.fullmatch(digest)
+            ]
+            examined += len(keys)
+            found += [info for info in self._infos(client, digests) if _matches(info, filters)]
+            if position == 0:
+                return found, None
+            if len(found) >= limit or examined >= SCAN_BUDGET_FACTOR * limit:
+                return found, str(position)
+
+    def describe(self, digest: str) -> SessionInfo | None:
+        with self._guard("describe"):
+            infos = self._infos(self._client(), [digest])
+        return infos[0] if infos else None
+
+    def delete_many(self, digests: Sequence[str]) -> int:
+        removed = 0
+        with self._guard("delete_many"):
+            client = self._client()
+            for start in range(0, len(digests), DELETE_BATCH):
+                batch = list(digests[start : start + DELETE_BATCH])
+                keys = [self._session_key(d) for d in batch]
+                removed += int(DELETE_MANY(client, keys, [_now_ms(), *batch]))
+        return removed
+
+    async def alist_sessions(
+        self,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        filters: SessionFilter = LIVE,
+        recent_first: bool = False,
+    ) -> tuple[list[SessionInfo], str | None]:
+        return await _off_loop(self.list_sessions)(
+            cursor, limit, filters=filters, recent_first=recent_first
+        )
+
+    async def adescribe(self, digest: str) -> SessionInfo | None:
+        return await _off_loop(self.describe)(digest)
+
+    async def adelete_many(self, digests: Sequence[str]) -> int:
+        return await _off_loop(self.delete_many)(digests)
+
+
+#: ``list_sessions`` examines at most this many keys per session asked for.
+SCAN_BUDGET_FACTOR = 50
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _matches(info: SessionInfo, filters: SessionFilter) -> bool:
+    """The filters Redis cannot apply itself (it drops expired sessions on its own)."""
+    if filters.user_ids is not None and info.user_id not in filters.user_ids:
+        return False
+    if filters.signed_in is not None and (info.user_id is not None) != filters.signed_in:
+        return False
+    if filters.data_on_server is not None and info.data_on_server != filters.data_on_server:
+        return False
+    return filters.inactive_before is None or info.last_activity < filters.inactive_before
 
 
 def _off_loop(func: Callable[P, T]) -> Callable[P, Awaitable[T]]:
