@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,7 +95,39 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     errors += _int_setting("REVALIDATE_SECONDS", 0, "hybrid_sessions.E010")
     errors += _int_setting("CLEAR_EXPIRED_BATCH_SIZE", 1, "hybrid_sessions.E011")
     errors += _int_setting("SAVE_MAX_RETRIES", 1, "hybrid_sessions.E012")
+    errors += _max_per_user_checks()
+    errors += _masked_keys_checks()
     return errors
+
+
+def _max_per_user_checks() -> list[CheckMessage]:
+    value = getattr(settings, "HYBRID_SESSIONS_MAX_PER_USER", None)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return []
+    return [
+        Error(
+            f"HYBRID_SESSIONS_MAX_PER_USER is {value!r}.",
+            hint="Use None (no limit) or an integer of at least 1.",
+            id="hybrid_sessions.E014",
+        )
+    ]
+
+
+def _masked_keys_checks() -> list[CheckMessage]:
+    value = getattr(settings, "HYBRID_SESSIONS_ADMIN_MASKED_KEYS", None)
+    if value is None:
+        return []
+    try:
+        re.compile(value)
+    except (re.error, TypeError) as exc:
+        return [
+            Error(
+                f"HYBRID_SESSIONS_ADMIN_MASKED_KEYS is not a regular expression: {exc}.",
+                hint="Use a pattern such as 'token|secret|password', or None for Django's.",
+                id="hybrid_sessions.E015",
+            )
+        ]
+    return []
 
 
 def _uses_redis_store() -> bool:

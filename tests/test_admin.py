@@ -197,7 +197,7 @@ def test_pages_follow_a_cursor(engine: Engine, admin_client: Client, alice: User
     from hybrid_sessions import admin as session_admin
 
     made = {stored(engine, alice) for _ in range(5)}
-    original, session_admin.PAGE_SIZE = session_admin.PAGE_SIZE, 2  # type: ignore[misc]
+    original, session_admin.PAGE_SIZE = session_admin.PAGE_SIZE, 2
     try:
         seen: set[str] = set()
         params = {"state": "signed_in", "q": "alice"}
@@ -210,7 +210,7 @@ def test_pages_follow_a_cursor(engine: Engine, admin_client: Client, alice: User
             params = dict(parse_qsl(next_page.lstrip("?")))
             assert params["q"] == "alice"
     finally:
-        session_admin.PAGE_SIZE = original  # type: ignore[misc]
+        session_admin.PAGE_SIZE = original
     assert seen == made
 
 

@@ -7,7 +7,6 @@ store's own representation, to make some of them inactive or expired.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,8 +25,8 @@ STORES = [
 
 
 @pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, db: Any) -> Iterator[Any]:
-    yield DatabaseStore() if request.param == "db" else RedisStore()
+def store(request: pytest.FixtureRequest, db: Any) -> Any:
+    return DatabaseStore() if request.param == "db" else RedisStore()
 
 
 def new(store: Any, user_id: str | None = None, data: bytes | None = b'{"k":"v"}') -> str:
@@ -96,7 +95,7 @@ def test_the_listing_reports_what_an_operator_needs(store: Any) -> None:
 def walk_infos(store: Any, **kwargs: Any) -> list[Any]:
     page, cursor = store.list_sessions(None, 1000, **kwargs)
     assert cursor is None
-    return page
+    return list(page)
 
 
 def test_filter_by_user(store: Any) -> None:
