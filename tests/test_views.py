@@ -252,7 +252,7 @@ def test_this_device_comes_first_and_times_are_relative(engine: Engine, alice: U
     assert [row["is_current"] for row in rows] == [True, False, False]
     body = laptop.get(PAGE).content.decode()
     assert body.index("This device") < body.index("End session")
-    assert " ago" in body
+    assert "just now" in body  # relative, not "0 minutes ago"
     assert "in 1\xa0week" in body or "in 2\xa0weeks" in body  # SESSION_COOKIE_AGE
 
 
