@@ -132,6 +132,17 @@ class OtherBrowser:
         return found.group(1) if found else None
 
 
+def follow(driver: Any, element: Any) -> None:
+    """Click a link or button and wait until the next page has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+
+
 def shoot(driver: Any, folder: Path, name: str) -> None:
     # The whole page, however long: the window grows to the document's height.
     height = driver.execute_script("return document.documentElement.scrollHeight")
@@ -162,7 +173,7 @@ def admin_log_in(driver: Any, base: str) -> None:
     driver.get(base + "/admin/login/")
     driver.find_element(By.NAME, "username").send_keys("demo")
     driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "input[type=submit]"))
     assert "/admin/" in driver.current_url
 
 
@@ -185,16 +196,16 @@ def test_revoking_in_the_admin_signs_the_other_browser_out(
     shoot(chromium, screens, f"admin-list-{engine.name}")
     assert fits_the_width(chromium)
 
-    row.find_element(By.CSS_SELECTOR, "th a").click()
+    follow(chromium, row.find_element(By.CSS_SELECTOR, "th a"))
     body = chromium.find_element(By.TAG_NAME, "body").text
     assert "********************" in body  # _auth_user_hash and api_token, masked
     assert "tok-secret" not in body
     shoot(chromium, screens, f"admin-detail-{engine.name}")
     assert fits_the_width(chromium)
 
-    chromium.find_element(By.LINK_TEXT, "Revoke this session").click()
+    follow(chromium, chromium.find_element(By.LINK_TEXT, "Revoke this session"))
     shoot(chromium, screens, f"admin-revoke-confirm-{engine.name}")
-    chromium.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    follow(chromium, chromium.find_element(By.CSS_SELECTOR, "input[type=submit]"))
     assert "The session was revoked." in chromium.find_element(By.TAG_NAME, "body").text
 
     assert phone.signed_in_as() is None
@@ -221,7 +232,7 @@ def test_ending_another_device_on_the_devices_page(
     shoot(chromium, screens, f"devices-{engine.name}")
     assert fits_the_width(chromium)
 
-    rows[1].find_element(By.TAG_NAME, "button").click()
+    follow(chromium, rows[1].find_element(By.TAG_NAME, "button"))
     assert "The session was ended." in chromium.find_element(By.TAG_NAME, "body").text
     shoot(chromium, screens, f"devices-after-ending-{engine.name}")
     assert phone.signed_in_as() is None
