@@ -85,7 +85,15 @@ def reader() -> None:
 
     feed_up()
     print("ready", flush=True)
+    feed = SessionStore.get_store().feed()
+    assert feed is not None
     for line in sys.stdin:
+        if line.startswith("stats"):
+            stats = feed.stats
+            print(json.dumps({"messages": stats.messages,
+                              "handled_seconds": stats.handled_seconds,
+                              "cpu_seconds": time.process_time()}), flush=True)
+            continue
         cookie, kind = line.rstrip("\n").split("\t")
         # Serve the cookie once (as a worker would), then wait for the change.
         first = SessionStore(cookie).get("value")
@@ -113,7 +121,8 @@ def writer(store: str, trials: int, database: str, prefix: str) -> dict[str, Any
         [sys.executable, "-m", "benchmarks.feed_latency"], env=env, text=True,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
     )
-    assert child.stdin is not None and child.stdout is not None
+    assert child.stdin is not None
+    assert child.stdout is not None
     try:
         if child.stdout.readline().strip() != "ready":
             raise SystemExit("process B did not start")
@@ -141,10 +150,55 @@ def writer(store: str, trials: int, database: str, prefix: str) -> dict[str, Any
                 missed[kind] += 1
             else:
                 figures[kind].append(max(0.0, seen - done) * 1000)
+        load = _burst(child, SessionStore)
     finally:
         child.stdin.close()
         child.wait(10)
-    return {kind: _summary(values, missed[kind]) for kind, values in figures.items()}
+    summary: dict[str, Any] = {kind: _summary(v, missed[kind]) for kind, v in figures.items()}
+    summary["load"] = load
+    return summary
+
+
+#: Writes in the burst that measures what the feed costs a listening process.
+BURST = 2000
+
+
+def _burst(child: subprocess.Popen[str], store: Any) -> dict[str, Any]:
+    """A burst of writes from A: what handling their messages costs process B."""
+    assert child.stdin is not None
+    assert child.stdout is not None
+
+    def stats() -> dict[str, float]:
+        child.stdin.write("stats\n")  # type: ignore[union-attr]
+        child.stdin.flush()  # type: ignore[union-attr]
+        return dict(json.loads(child.stdout.readline()))  # type: ignore[union-attr]
+
+    session = store()
+    session["value"] = 0
+    session.save()
+    before = stats()
+    started = time.monotonic()
+    for i in range(BURST):
+        session["value"] = i + 1
+        session.save()
+    elapsed = time.monotonic() - started
+    deadline = time.monotonic() + TRIAL_TIMEOUT
+    after = stats()
+    while after["messages"] - before["messages"] < BURST and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = stats()
+    heard = after["messages"] - before["messages"]
+    return {
+        "writes": BURST,
+        "heard": int(heard),
+        "writes_per_second": round(BURST / elapsed),
+        "handling_us_per_message": round(
+            1e6 * (after["handled_seconds"] - before["handled_seconds"]) / max(1, heard), 2
+        ),
+        "process_cpu_us_per_message": round(
+            1e6 * (after["cpu_seconds"] - before["cpu_seconds"]) / max(1, heard), 2
+        ),
+    }
 
 
 def _summary(values: list[float], missed: int) -> dict[str, Any]:
@@ -212,13 +266,35 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args()
     results = {store: run_store(store, 2 * args.trials) for store in args.stores.split(",")}
+    loads = {store: kinds["load"] for store, kinds in results.items()}
     for store, kinds in results.items():
+        load = kinds.pop("load")
+        print(f"{store:11} burst of {load['writes']} writes at {load['writes_per_second']}/s: "
+              f"{load['heard']} heard, {load['handling_us_per_message']} µs of handling and "
+              f"{load['process_cpu_us_per_message']} µs of process CPU per message")
         for kind, figures in kinds.items():
             print(f"{store:11} {kind:6} p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms  "
                   f"max {figures['max_ms']} ms  ({figures['trials']} trials, "
                   f"{figures['missed']} not delivered within {TRIAL_TIMEOUT:.0f} s)")
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    args.output.with_suffix(".rst").write_text(table(results))
+    args.output.write_text(json.dumps({"latency": results, "load": loads}, indent=2) + "\n")
+    args.output.with_suffix(".rst").write_text(table(results) + "\n" + load_table(loads))
+
+
+def load_table(loads: dict[str, Any]) -> str:
+    """What the feed costs a listening process, as reStructuredText."""
+    lines = [
+        ".. list-table::", "   :header-rows: 1", "",
+        "   * - Feed", "     - Writes per second in the burst", "     - Messages heard",
+        "     - Handling per message (µs)", "     - Listener's CPU per message (µs)",
+    ]
+    for store, load in loads.items():
+        lines += [
+            f"   * - {LABELS.get(store, store)}", f"     - {load['writes_per_second']}",
+            f"     - {load['heard']} of {load['writes']}",
+            f"     - {load['handling_us_per_message']}",
+            f"     - {load['process_cpu_us_per_message']}",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def table(results: dict[str, Any]) -> str:

@@ -1,123 +1,91 @@
-"""A read-only admin for the session table: inspect, filter, and revoke.
+"""The session admin, over the store of whichever engine ``SESSION_ENGINE`` names.
 
-Sessions are never added or edited by hand; an operator looks at them and
-ends them. Listing the table does not read the session data: the size is
-computed by the database, and the data is decoded only on a session's own page.
+Sessions in Redis are not rows, so the list and detail pages are admin views
+of their own over the store's paged listing (``ServerStore.list_sessions``),
+registered on the ``Session`` model for its place in the admin and its
+permissions: ``view_session`` to look, ``delete_session`` to end sessions.
+Sessions are never added or edited by hand, and they are ended only through
+:mod:`hybrid_sessions.api`, which goes through the store: the one path that
+tells every process (the hybrid engine's liveness cache included) a session
+ended. Pages are cursors, not numbers: no store can count or jump cheaply.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
-from django.db.models.functions import Length
-from django.http import HttpRequest
-from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.module_loading import import_string
-from django.utils.translation import gettext_lazy as _
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from . import api, inventory
+from .devices import device_name
+from .exceptions import RevocationNotSupported, SessionStoreUnavailable
 from .models import Session
+from .stores.base import SessionInfo
 
-#: How much of a User-Agent the list shows; the detail page shows all of it.
-USER_AGENT_PREVIEW = 60
+__all__ = ["SessionAdmin", "session_rows"]
 
-
-class ActiveFilter(admin.SimpleListFilter):
-    title = _("status")
-    parameter_name = "active"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("yes", _("Active")), ("no", _("Expired"))]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
-        now = timezone.now()
-        if self.value() == "yes":
-            return queryset.filter(expire_date__gt=now)
-        if self.value() == "no":
-            return queryset.filter(expire_date__lte=now)
-        return None
+#: Sessions per page of the list.
+PAGE_SIZE = 100
+#: Users a search may match; a search is narrowed rather than listing thousands.
+SEARCH_USER_LIMIT = 100
 
 
-class DataFilter(admin.SimpleListFilter):
-    """Whether the data is on the server, or only in the cookie (hybrid engine)."""
-
-    title = _("data on the server")
-    parameter_name = "has_data"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("yes", _("Yes")), ("no", _("No (kept in the cookie)"))]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
-        if self.value() == "yes":
-            return queryset.filter(data__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(data__isnull=True)
-        return None
+def _users_by_id(user_ids: set[str]) -> dict[str, Any]:
+    """Users by their id as sessions store it, in one query."""
+    model = get_user_model()
+    pks = set()
+    for user_id in user_ids:
+        try:
+            pks.add(model._meta.pk.to_python(user_id))  # type: ignore[union-attr, unused-ignore]
+        except ValidationError:
+            continue
+    return {str(pk): user for pk, user in model._default_manager.in_bulk(pks).items()}
 
 
-def decode_session_data(data: bytes | memoryview | None) -> dict[str, Any] | None:
-    """The stored data as a dict, with the site's ``SESSION_SERIALIZER``; ``None`` if absent."""
-    if data is None:
-        return None
-    serializer = import_string(settings.SESSION_SERIALIZER)()
-    decoded = serializer.loads(bytes(data))
-    if not isinstance(decoded, dict):
-        raise ValueError(f"expected a dict, found {type(decoded).__name__}")
-    return decoded
+def session_rows(infos: list[SessionInfo], current: str | None = None) -> list[dict[str, Any]]:
+    """What a list of sessions shows: the stored facts, plus names for people to read."""
+    users = _users_by_id({info.user_id for info in infos if info.user_id is not None})
+    return [
+        {
+            "info": info,
+            "user": users.get(info.user_id) if info.user_id is not None else None,
+            "state": inventory.state(info),
+            "state_label": inventory.STATES[inventory.state(info)],
+            "storage": inventory.storage(info),
+            "storage_label": inventory.STORAGES[inventory.storage(info)],
+            "size": info.size if info.data_on_server else None,
+            "device": device_name(info.user_agent),
+            "is_current": info.digest == current,
+        }
+        for info in infos
+    ]
+
+
+def _shown(value: Any) -> str:
+    """A session value as a person reads it: text as is, the rest as indented JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, sort_keys=True, default=repr, ensure_ascii=False)
+
+
+def _query(params: dict[str, str]) -> str:
+    return "?" + urlencode(params) if params else "?"
 
 
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = (
-        "digest_prefix",
-        "user",
-        "created_at",
-        "last_activity",
-        "expire_date",
-        "data_size",
-        "ip_address",
-        "user_agent_preview",
-    )
-    list_filter = (ActiveFilter, DataFilter)
-    search_fields = (f"user__{get_user_model().USERNAME_FIELD}",)
-    search_help_text = _("Search by the user's username.")
-    list_select_related = ("user",)
-    ordering = ("-last_activity",)
-    show_full_result_count = False
-    actions = ("revoke_sessions",)
-    fields = (
-        "key_digest",
-        "user",
-        "created_at",
-        "last_activity",
-        "expire_date",
-        "version",
-        "data_size",
-        "ip_address",
-        "user_agent",
-        "decoded_data",
-    )
-    readonly_fields = fields
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        queryset: QuerySet[Any] = super().get_queryset(request)
-        annotated: QuerySet[Any] = queryset.defer("data").annotate(_data_size=Length("data"))
-        return annotated
-
-    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
-        # ``action_location`` exists from Django 6.1 on; 5.2 calls without it.
-        if action_location is None:
-            actions = super().get_actions(request)
-        else:
-            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg, unused-ignore]
-        actions.pop("delete_selected", None)
-        return actions
+    """List, inspect and end sessions; nothing else."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -125,38 +93,265 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description=_("digest"), ordering="key_digest")
-    def digest_prefix(self, obj: Session) -> str:
-        return f"{obj.key_digest[:12]}…"
+    def get_urls(self) -> list[URLPattern]:
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view
+        return [
+            path("", wrap(self.changelist_view), name=f"{prefix}_changelist"),
+            path(
+                "user/<str:user_id>/logout/",
+                wrap(self.logout_user_view),
+                name=f"{prefix}_logout_user",
+            ),
+            path("<str:object_id>/change/", wrap(self.detail_view), name=f"{prefix}_change"),
+            path("<str:object_id>/delete/", wrap(self.revoke_view), name=f"{prefix}_delete"),
+            path("add/", wrap(self.add_view), name=f"{prefix}_add"),
+            path("<str:object_id>/", wrap(self.redirect_to_detail)),
+        ]
 
-    @admin.display(description=_("size"), ordering="_data_size")
-    def data_size(self, obj: Session) -> int:
-        annotated = getattr(obj, "_data_size", None)
-        return int(annotated) if annotated is not None else obj.size
+    # -- helpers ------------------------------------------------------------------------
 
-    @admin.display(description=_("user agent"), ordering="user_agent")
-    def user_agent_preview(self, obj: Session) -> str:
-        if len(obj.user_agent) <= USER_AGENT_PREVIEW:
-            return obj.user_agent
-        return obj.user_agent[: USER_AGENT_PREVIEW - 1] + "…"
+    def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "has_delete_permission": self.has_delete_permission(request),
+            **extra,
+        }
 
-    @admin.display(description=_("data"))
-    def decoded_data(self, obj: Session) -> str:
-        try:
-            decoded = decode_session_data(obj.data)
-        except Exception as exc:  # any undecodable record is shown as such
-            return format_html("<em>{}</em>", _("Could not be decoded: %s") % exc)
-        if decoded is None:
-            return format_html("<em>{}</em>", _("None on the server: kept in the cookie."))
-        text = json.dumps(decoded, indent=2, sort_keys=True, default=repr, ensure_ascii=False)
-        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
-
-    @admin.action(description=_("Revoke selected sessions"), permissions=["delete"])
-    def revoke_sessions(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        digests = list(queryset.values_list("pk", flat=True))
-        count, _deleted = Session.objects.using(queryset.db).filter(pk__in=digests).delete()
-        self.message_user(
-            request,
-            ngettext("Revoked %d session.", "Revoked %d sessions.", count) % count,
-            messages.SUCCESS,
+    def _url(self, name: str, *args: Any) -> str:
+        return reverse(
+            f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{name}",
+            args=args,
         )
+
+    def _require(self, request: HttpRequest, delete: bool = False) -> None:
+        allowed = (
+            self.has_delete_permission(request)
+            if delete
+            else self.has_view_or_change_permission(request)
+        )
+        if not allowed:
+            raise PermissionDenied
+
+    def _unsupported(self, request: HttpRequest, exc: Exception) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            "admin/hybrid_sessions/session/unsupported.html",
+            self._context(request, _("Sessions"), error=str(exc)),
+        )
+
+    def _search(self, query: str) -> tuple[str, ...]:
+        model = get_user_model()
+        field = model.USERNAME_FIELD
+        users = model._default_manager.filter(**{f"{field}__icontains": query})
+        pks = users.order_by(field).values_list("pk", flat=True)[:SEARCH_USER_LIMIT]
+        return tuple(str(pk) for pk in pks)
+
+    # -- the list -----------------------------------------------------------------------
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        self._require(request)
+        if request.method == "POST":
+            return self._run_action(request)
+        state = request.GET.get("state") or None
+        storage = request.GET.get("storage") or None
+        query = request.GET.get("q", "").strip()
+        cursor = request.GET.get("cursor") or None
+        user_ids = self._search(query) if query else None
+        filters = inventory.filter_for(
+            state if state in inventory.STATES else None,
+            storage if storage in inventory.STORAGES else None,
+            user_ids=user_ids,
+        )
+        try:
+            store = api.get_server_store()
+            try:
+                infos, next_cursor = store.list_sessions(
+                    cursor, PAGE_SIZE, filters=filters, recent_first=True
+                )
+            except ValueError:  # a cursor edited by hand: start again
+                cursor = None
+                infos, next_cursor = store.list_sessions(
+                    None, PAGE_SIZE, filters=filters, recent_first=True
+                )
+        except (RevocationNotSupported, SessionStoreUnavailable) as exc:
+            return self._unsupported(request, exc)
+        params = {k: v for k, v in (("state", state), ("storage", storage), ("q", query)) if v}
+        context = self._context(
+            request,
+            _("Sessions"),
+            rows=session_rows(infos, api.current_digest(request)),
+            query=query,
+            params=params,
+            first_page=_query(params) if cursor else None,
+            next_page=_query({**params, "cursor": next_cursor}) if next_cursor else None,
+            state_choices=self._choices(params, "state", inventory.STATES),
+            storage_choices=self._choices(params, "storage", inventory.STORAGES),
+            search_limited=user_ids is not None and len(user_ids) == SEARCH_USER_LIMIT,
+            **(extra_context or {}),
+        )
+        return TemplateResponse(request, "admin/hybrid_sessions/session/list.html", context)
+
+    @staticmethod
+    def _choices(
+        params: dict[str, str], name: str, labels: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The filter links of the sidebar: "All", then one per value, the chosen one marked."""
+        chosen = params.get(name)
+        rest = {k: v for k, v in params.items() if k != name}
+        return [
+            {"label": _("All"), "query": _query(rest), "selected": chosen not in labels},
+            *(
+                {
+                    "label": label,
+                    "query": _query({**rest, name: value}),
+                    "selected": chosen == value,
+                }
+                for value, label in labels.items()
+            ),
+        ]
+
+    def _run_action(self, request: HttpRequest) -> HttpResponseRedirect:
+        self._require(request, delete=True)
+        action = request.POST.get("action", "")
+        selected = request.POST.getlist("_selected_action")
+        back = request.get_full_path()
+        if not selected:
+            self.message_user(
+                request,
+                _("Items must be selected in order to perform actions on them."),
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(back)
+        if action == "revoke_sessions":
+            count = api.end_sessions(selected)
+            message = ngettext("Revoked %d session.", "Revoked %d sessions.", count) % count
+        elif action == "logout_users":
+            store = api.get_server_store()
+            user_ids = {
+                info.user_id
+                for info in filter(None, map(store.describe, selected[:PAGE_SIZE]))
+                if info.user_id is not None
+            }
+            count = sum(store.delete_user(user_id) for user_id in sorted(user_ids))
+            names = ", ".join(sorted(str(u) for u in _users_by_id(user_ids).values()))
+            message = ngettext(
+                "Logged out everywhere: %(users)s (%(count)d session ended).",
+                "Logged out everywhere: %(users)s (%(count)d sessions ended).",
+                count,
+            ) % {"users": names or "—", "count": count}
+        else:
+            self.message_user(request, _("No action selected."), messages.WARNING)
+            return HttpResponseRedirect(back)
+        self.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(back)
+
+    # -- one session --------------------------------------------------------------------
+
+    def redirect_to_detail(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        return redirect(self._url("change", object_id))
+
+    def _describe(self, request: HttpRequest, object_id: str) -> SessionInfo | None:
+        if not api._DIGEST.fullmatch(object_id):
+            return None
+        info = api.get_server_store().describe(object_id)
+        if info is None:
+            self.message_user(
+                request, _("That session no longer exists: it ended or expired."), messages.INFO
+            )
+        return info
+
+    def detail_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        self._require(request)
+        if request.method != "GET":
+            raise PermissionDenied  # read-only: nothing is ever edited here
+        try:
+            info = self._describe(request, object_id)
+            if info is None:
+                return redirect(self._url("changelist"))
+            stored = api.get_server_store().get(object_id)
+        except (RevocationNotSupported, SessionStoreUnavailable) as exc:
+            return self._unsupported(request, exc)
+        items: list[tuple[str, Any, bool]] = []
+        error = None
+        if stored is not None and stored.data is not None:
+            try:
+                items = [
+                    (key, value if masked else _shown(value), masked)
+                    for key, value, masked in inventory.masked_items(
+                        inventory.decode_data(stored.data) or {}
+                    )
+                ]
+            except Exception as exc:  # any undecodable record is shown as such
+                error = str(exc)
+        (row,) = session_rows([info], api.current_digest(request))
+        context = self._context(
+            request,
+            _("Session %(digest)s…") % {"digest": info.digest[:12]},
+            row=row,
+            items=items,
+            decode_error=error,
+            live=stored is not None,
+            logout_url=self._url("logout_user", info.user_id) if info.user_id else None,
+        )
+        return TemplateResponse(request, "admin/hybrid_sessions/session/detail.html", context)
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, then end one session."""
+        self._require(request, delete=True)
+        try:
+            info = self._describe(request, object_id)
+            if info is None:
+                return redirect(self._url("changelist"))
+            if request.method == "POST":
+                api.end_sessions([info.digest])
+                self.message_user(request, _("The session was revoked."), messages.SUCCESS)
+                return redirect(self._url("changelist"))
+        except (RevocationNotSupported, SessionStoreUnavailable) as exc:
+            return self._unsupported(request, exc)
+        (row,) = session_rows([info])
+        context = self._context(request, _("Revoke a session"), row=row)
+        return TemplateResponse(request, "admin/hybrid_sessions/session/revoke.html", context)
+
+    def logout_user_view(self, request: HttpRequest, user_id: str) -> HttpResponse:
+        """Confirm, then end every session of one user ("log out everywhere")."""
+        self._require(request, delete=True)
+        model = get_user_model()
+        try:
+            user = model._default_manager.get(pk=user_id)
+        except (model.DoesNotExist, ValidationError, ValueError):
+            raise Http404(_("No such user.")) from None
+        next_url = request.POST.get("next") or request.GET.get("next") or ""
+        if not url_has_allowed_host_and_scheme(
+            next_url, {request.get_host()}, request.is_secure()
+        ):
+            next_url = self._url("changelist")
+        try:
+            if request.method == "POST":
+                count = api.revoke_all_sessions(user)
+                self.message_user(
+                    request,
+                    ngettext(
+                        "Logged %(user)s out everywhere: %(count)d session ended.",
+                        "Logged %(user)s out everywhere: %(count)d sessions ended.",
+                        count,
+                    )
+                    % {"user": user, "count": count},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(next_url)
+            sessions = api.list_sessions(user)
+        except (RevocationNotSupported, SessionStoreUnavailable) as exc:
+            return self._unsupported(request, exc)
+        context = self._context(
+            request,
+            _("Log %(user)s out everywhere") % {"user": user},
+            target=user,
+            count=len(sessions),
+            next_url=next_url,
+        )
+        return TemplateResponse(request, "admin/hybrid_sessions/session/logout_user.html", context)

@@ -22,6 +22,7 @@ the key itself is a credential and is never shown or stored.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +41,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SessionInfo",
+    "aend_sessions",
     "alist_sessions",
     "arevoke_all_sessions",
     "arevoke_other_sessions",
     "arevoke_session",
     "current_digest",
+    "end_sessions",
     "get_server_store",
     "list_sessions",
     "revoke_all_sessions",
@@ -189,3 +192,26 @@ async def arevoke_all_sessions(user: User) -> int:
     if user_id is None:
         return 0
     return await store.adelete_user(user_id)
+
+
+# -- operators --------------------------------------------------------------------
+
+
+def end_sessions(digests: Iterable[str]) -> int:
+    """End sessions by digest, whoever they belong to; return how many existed.
+
+    For operators (the admin, ``hybrid_sessions_purge``, a per-user limit): the
+    caller decides who may end what. Values that are not digests are ignored.
+    """
+    valid = sorted({d for d in digests if _DIGEST.fullmatch(d)})
+    if not valid:
+        return 0
+    return get_server_store().delete_many(valid)
+
+
+async def aend_sessions(digests: Iterable[str]) -> int:
+    """Async :func:`end_sessions`."""
+    valid = sorted({d for d in digests if _DIGEST.fullmatch(d)})
+    if not valid:
+        return 0
+    return await get_server_store().adelete_many(valid)

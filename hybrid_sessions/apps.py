@@ -1,4 +1,4 @@
-"""Django app configuration: registers the system checks."""
+"""Django app configuration: registers the system checks and the per-user session limit."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ class HybridSessionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
         from .checks import check_settings
+        from .limits import enforce_session_limit
 
         checks.register(check_settings, checks.Tags.security)
+        user_logged_in.connect(enforce_session_limit, dispatch_uid="hybrid_sessions_max_per_user")

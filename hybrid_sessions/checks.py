@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,6 +100,8 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     errors += _int_setting("CLEAR_EXPIRED_BATCH_SIZE", 1, "hybrid_sessions.E011")
     errors += _int_setting("SAVE_MAX_RETRIES", 1, "hybrid_sessions.E012")
     errors += _hybrid_checks()
+    errors += _max_per_user_checks()
+    errors += _masked_keys_checks()
     return errors
 
 
@@ -115,7 +118,7 @@ def _hybrid_checks() -> list[CheckMessage]:
                 "request reads the session from the server. Use "
                 "'hybrid_sessions.middleware.SessionMiddleware' instead: it sends the signed "
                 "copy that saves those reads.",
-                id="hybrid_sessions.W014",
+                id="hybrid_sessions.W018",
             )
         )
     if conf.FEED not in FEED_MODES:
@@ -123,7 +126,7 @@ def _hybrid_checks() -> list[CheckMessage]:
             Error(
                 f"HYBRID_SESSIONS_FEED is {conf.FEED!r}.",
                 hint=f"Use one of {', '.join(repr(m) for m in FEED_MODES)}.",
-                id="hybrid_sessions.E015",
+                id="hybrid_sessions.E019",
             )
         )
     server_keys = getattr(settings, "HYBRID_SESSIONS_SERVER_KEYS", ())
@@ -146,6 +149,36 @@ def _hybrid_checks() -> list[CheckMessage]:
             )
         )
     return errors
+
+
+def _max_per_user_checks() -> list[CheckMessage]:
+    value = getattr(settings, "HYBRID_SESSIONS_MAX_PER_USER", None)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return []
+    return [
+        Error(
+            f"HYBRID_SESSIONS_MAX_PER_USER is {value!r}.",
+            hint="Use None (no limit) or an integer of at least 1.",
+            id="hybrid_sessions.E014",
+        )
+    ]
+
+
+def _masked_keys_checks() -> list[CheckMessage]:
+    value = getattr(settings, "HYBRID_SESSIONS_ADMIN_MASKED_KEYS", None)
+    if value is None:
+        return []
+    try:
+        re.compile(value)
+    except (re.error, TypeError) as exc:
+        return [
+            Error(
+                f"HYBRID_SESSIONS_ADMIN_MASKED_KEYS is not a regular expression: {exc}.",
+                hint="Use a pattern such as 'token|secret|password', or None for Django's.",
+                id="hybrid_sessions.E015",
+            )
+        ]
+    return []
 
 
 def _uses_redis_store() -> bool:

@@ -112,6 +112,23 @@ class Settings:
         extra = tuple(self._get("COOKIE_KEYS", ()))
         return DEFAULT_COOKIE_KEYS + tuple(k for k in extra if k not in DEFAULT_COOKIE_KEYS)
 
+    @property
+    def BASE_TEMPLATE(self) -> str:
+        """The template the devices page extends (the site's layout)."""
+        return str(self._get("BASE_TEMPLATE", "base.html"))
+
+    @property
+    def ADMIN_MASKED_KEYS(self) -> str | None:
+        """A regex of session keys whose values the admin masks; ``None``: Django's pattern."""
+        value = self._get("ADMIN_MASKED_KEYS", None)
+        return None if value is None else str(value)
+
+    @property
+    def MAX_PER_USER(self) -> int | None:
+        """Most sessions one user keeps; a login beyond it ends the least recently active."""
+        value = self._get("MAX_PER_USER", None)
+        return None if value is None else int(value)
+
 
 conf = Settings()
 

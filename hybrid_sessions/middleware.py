@@ -2,7 +2,7 @@
 
 The hybrid engine's cookie is a signed copy of the session, not its
 ``session_key``: this middleware sends it (Django's would send the bare key,
-which works but costs every request a round trip; check ``hybrid_sessions.W014``
+which works but costs every request a round trip; check ``hybrid_sessions.W018``
 says so). It also marks unsafe requests, which the hybrid verifies with the
 server when no feed vouches for the cookie.
 

@@ -1,9 +1,10 @@
 """The "your sessions" page: a signed-in user lists their sessions and ends them.
 
 Include it with ``path("account/sessions/", include("hybrid_sessions.urls"))``.
-The page extends ``hybrid_sessions/base.html``; override that template to put
-it inside the site's layout. Every change is a POST protected by CSRF, whatever
-the site's middleware.
+The page extends the site's layout, ``HYBRID_SESSIONS_BASE_TEMPLATE`` (default
+``base.html``), or else the package's minimal ``hybrid_sessions/base.html``.
+Every change is a POST protected by CSRF, whatever the site's middleware, and
+is confirmed with a message.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import select_template
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
@@ -20,31 +23,47 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from . import api
+from .conf import conf
+from .devices import device_name
 from .exceptions import RevocationNotSupported
 
 __all__ = ["revoke_other_sessions", "revoke_session", "session_list"]
+
+
+FALLBACK_BASE_TEMPLATE = "hybrid_sessions/base.html"
+
+
+def base_template() -> object:
+    """The template the page extends: the site's, or the package's minimal one."""
+    try:
+        return select_template([conf.BASE_TEMPLATE, FALLBACK_BASE_TEMPLATE])
+    except TemplateDoesNotExist:
+        return FALLBACK_BASE_TEMPLATE
 
 
 @require_GET
 @never_cache
 @login_required
 def session_list(request: HttpRequest) -> HttpResponse:
-    """The user's live sessions, the current one marked."""
+    """The user's live sessions: this device first and marked, then by last activity."""
+    context: dict[str, object] = {"base_template": base_template()}
     try:
         sessions = api.list_sessions(request.user)
     except RevocationNotSupported:
-        return render(request, "hybrid_sessions/session_list.html", {"supported": False})
+        context["supported"] = False
+        return render(request, "hybrid_sessions/session_list.html", context)
     current = api.current_digest(request)
-    rows = [{"info": info, "is_current": info.digest == current} for info in sessions]
-    return render(
-        request,
-        "hybrid_sessions/session_list.html",
-        {
-            "supported": True,
-            "sessions": rows,
-            "other_count": sum(not row["is_current"] for row in rows),
-        },
+    rows = [
+        {"info": info, "is_current": info.digest == current, "device": device_name(info.user_agent)}
+        for info in sessions
+    ]
+    rows.sort(key=lambda row: not row["is_current"])  # stable: the rest keep their order
+    context.update(
+        supported=True,
+        sessions=rows,
+        other_count=sum(not row["is_current"] for row in rows),
     )
+    return render(request, "hybrid_sessions/session_list.html", context)
 
 
 @require_POST
@@ -60,6 +79,7 @@ def revoke_session(request: HttpRequest) -> HttpResponseRedirect:
         return redirect("hybrid_sessions:session_list")
     if revoked and is_current:
         logout(request)
+        messages.success(request, _("You were signed out of this device."), fail_silently=True)
         return redirect("hybrid_sessions:session_list")
     if revoked:
         messages.success(request, _("The session was ended."), fail_silently=True)

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
+    "django.contrib.staticfiles",
     "sessions_tests",
     "hybrid_sessions",
 ]
@@ -90,4 +91,6 @@ TEMPLATES = [
 SESSION_ENGINE = "hybrid_sessions.backends.db"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The browser tests' live server serves the admin's styles from the apps' static files.
+STATIC_URL = "/static/"
 LOGGING_CONFIG = None

@@ -23,6 +23,12 @@ def test_the_default_settings_pass() -> None:
     ("overrides", "check_id"),
     [
         ({"HYBRID_SESSIONS_JWT_ALGORITHM": "none"}, "hybrid_sessions.E001"),
+        ({"HYBRID_SESSIONS_MAX_PER_USER": 0}, "hybrid_sessions.E014"),
+        ({"HYBRID_SESSIONS_MAX_PER_USER": -3}, "hybrid_sessions.E014"),
+        ({"HYBRID_SESSIONS_MAX_PER_USER": "5"}, "hybrid_sessions.E014"),
+        ({"HYBRID_SESSIONS_MAX_PER_USER": True}, "hybrid_sessions.E014"),
+        ({"HYBRID_SESSIONS_ADMIN_MASKED_KEYS": "token|("}, "hybrid_sessions.E015"),
+        ({"HYBRID_SESSIONS_ADMIN_MASKED_KEYS": 42}, "hybrid_sessions.E015"),
         ({"HYBRID_SESSIONS_JWT_ALGORITHM": "RS256"}, "hybrid_sessions.E001"),
         ({"HYBRID_SESSIONS_COOKIE_MAX_BYTES": "lots"}, "hybrid_sessions.E002"),
         ({"HYBRID_SESSIONS_COOKIE_MAX_BYTES": 100}, "hybrid_sessions.E002"),
@@ -71,11 +77,11 @@ def test_the_default_settings_pass() -> None:
                 "SESSION_ENGINE": "hybrid_sessions.backends.hybrid",
                 "MIDDLEWARE": ["django.contrib.sessions.middleware.SessionMiddleware"],
             },
-            "hybrid_sessions.W014",
+            "hybrid_sessions.W018",
         ),
         (
             {"SESSION_ENGINE": "hybrid_sessions.backends.hybrid", "HYBRID_SESSIONS_FEED": "all"},
-            "hybrid_sessions.E015",
+            "hybrid_sessions.E019",
         ),
         (
             {
@@ -120,3 +126,17 @@ def test_the_checks_run_with_manage_py_check() -> None:
 
     with override_settings(HYBRID_SESSIONS_JWT_ALGORITHM="none"), pytest.raises(SystemCheckError):
         call_command("check")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"HYBRID_SESSIONS_MAX_PER_USER": None},
+        {"HYBRID_SESSIONS_MAX_PER_USER": 1},
+        {"HYBRID_SESSIONS_MAX_PER_USER": 5},
+        {"HYBRID_SESSIONS_ADMIN_MASKED_KEYS": None},
+        {"HYBRID_SESSIONS_ADMIN_MASKED_KEYS": r"token|^card_"},
+    ],
+)
+def test_good_limits_and_mask_patterns_pass(overrides: dict[str, Any]) -> None:
+    assert _ids(**overrides) == []

@@ -216,7 +216,11 @@ def test_changing_the_password_ends_the_other_sessions(engine: Engine, demo_user
 
     assert response.status_code == 302
     assert [i.digest for i in api.list_sessions(demo_user)] == [current(engine, laptop)]
-    assert laptop.get("/accounts/sessions/").status_code == 200
+    landing = laptop.get(response["Location"])
+    assert landing.status_code == 200
+    body = landing.content.decode()
+    assert "Password changed; 1 other session(s) ended." in body
+    assert '<a href="/">' in body  # the demo's menu: a way back, not a dead end
     assert phone.get("/accounts/sessions/").status_code == 302
 
 
@@ -230,6 +234,10 @@ def test_the_sessions_page_of_the_demo(engine: Engine, demo_user: User) -> None:
     assert "This device" in body
     assert "DemoBrowser/1" in body  # the demo turns User-Agent tracking on
     assert "127.0.0.1" in body
+    # In the demo's own layout: its menu and title, not the package's bare page.
+    assert "<strong>hybrid_sessions demo</strong>" in body
+    assert "Your sessions · hybrid_sessions demo</title>" in body
+    assert 'href="/accounts/password/"' in body
 
 
 def test_the_admin_of_the_demo_lists_sessions(demo_user: User) -> None:
@@ -239,6 +247,9 @@ def test_the_admin_of_the_demo_lists_sessions(demo_user: User) -> None:
         response = client.get("/admin/hybrid_sessions/session/")
         assert response.status_code == 200
         assert "demo" in response.content.decode()
+        user_page = client.get(f"/admin/auth/user/{demo_user.pk}/change/").content.decode()
+        assert "Live sessions" in user_page
+        assert f"/admin/hybrid_sessions/session/user/{demo_user.pk}/logout/" in user_page
 
 
 # -- the playground ----------------------------------------------------------------------
@@ -285,6 +296,10 @@ def test_rundemo_migrates_creates_the_user_and_serves(tmp_path: Path) -> None:
         **os.environ,
         "DEMO_DATABASE": str(tmp_path / "demo.sqlite3"),
         "PYTHONUNBUFFERED": "1",
+        # This checkout's package, whichever copy the environment has installed.
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(DEMO_DIR.parent), os.environ.get("PYTHONPATH", "")) if p
+        ),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     server = subprocess.Popen(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -193,3 +194,91 @@ def _digest(engine: Engine, client: Client) -> str:
     value = api.current_digest(_request_for(engine, client))
     assert value is not None
     return value
+
+
+# -- what people read ----------------------------------------------------------------------
+
+FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0"
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+TRACKING = {"HYBRID_SESSIONS_TRACK_IP_ADDRESS": True, "HYBRID_SESSIONS_TRACK_USER_AGENT": True}
+SITE_TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [str(Path(__file__).parent / "templates")],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+
+def signed_in_from(engine: Engine, user: User, agent: str) -> Client:
+    """A browser whose session was saved by a request from ``agent``, as a login leaves it."""
+    with override_settings(**TRACKING):
+        session = engine.store(ip_address="198.51.100.9", user_agent=agent)
+        session["_auth_user_id"] = str(user.pk)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_hash"] = user.get_session_auth_hash()
+        session.save()
+    client = Client(enforce_csrf_checks=True, HTTP_USER_AGENT=agent)
+    client.cookies["sessionid"] = session.session_key
+    return client
+
+
+def test_devices_are_named_from_their_user_agent(engine: Engine, alice: User) -> None:
+    laptop = signed_in_from(engine, alice, FIREFOX)
+    signed_in_from(engine, alice, IPHONE)
+    body = laptop.get(PAGE).content.decode()
+    assert "Firefox 140.0 on Windows 10" in body
+    assert "Mobile Safari 17.5 on iOS 17.5" in body
+    assert f">{FIREFOX}<" not in body  # the raw string is only a tooltip
+    assert f'title="{FIREFOX}"' in body
+
+
+def test_this_device_comes_first_and_times_are_relative(engine: Engine, alice: User) -> None:
+    laptop = device(alice)
+    others = [device(alice) for _ in range(2)]
+    for other in others:
+        other.get(PAGE)  # more recently active than the laptop
+    rows = page_rows(laptop)
+    assert [row["is_current"] for row in rows] == [True, False, False]
+    body = laptop.get(PAGE).content.decode()
+    assert body.index("This device") < body.index("End session")
+    assert "just now" in body  # relative, not "0 minutes ago"
+    assert "in 1\xa0week" in body or "in 2\xa0weeks" in body  # SESSION_COOKIE_AGE
+
+
+def test_actions_are_confirmed_with_a_message(engine: Engine, alice: User) -> None:
+    laptop, phone, tablet = device(alice), device(alice), device(alice)
+    phones = _digest(engine, phone)
+    post(laptop, REVOKE, {"digest": phones})
+    assert "The session was ended." in laptop.get(PAGE).content.decode()
+    post(laptop, REVOKE, {"digest": phones})
+    assert "no longer exists or is not yours" in laptop.get(PAGE).content.decode()
+    post(laptop, REVOKE_OTHERS)
+    assert "1 other session was ended." in laptop.get(PAGE).content.decode()
+    assert tablet.get(PAGE).status_code == 302
+
+
+@override_settings(TEMPLATES=SITE_TEMPLATES, HYBRID_SESSIONS_BASE_TEMPLATE="site/layout.html")
+def test_the_page_extends_the_base_template_the_site_names(engine: Engine, alice: User) -> None:
+    laptop, phone = device(alice), device(alice)
+    post(laptop, REVOKE, {"digest": _digest(engine, phone)})
+    body = laptop.get(PAGE).content.decode()
+    assert '<nav id="site-menu">' in body
+    assert "Your sessions | Example site" in body
+    assert '<p class="site-message">The session was ended.</p>' in body
+
+
+def test_without_a_site_base_template_the_page_stands_alone(engine: Engine, alice: User) -> None:
+    body = device(alice).get(PAGE).content.decode()  # the tests have no base.html
+    assert body.startswith("<!DOCTYPE html>")
+    assert "Your sessions" in body

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
+
+from hybrid_sessions.user_admin import UserSessionsAdminMixin
+
+
+class SiteUserAdmin(UserSessionsAdminMixin, UserAdmin):  # type: ignore[type-arg]
+    """Django's user admin with the user's sessions on their page, as a site would set it up."""
+
+
+admin.site.unregister(User)
+admin.site.register(User, SiteUserAdmin)
 
 
 def read(request: HttpRequest) -> JsonResponse:

@@ -61,6 +61,32 @@ class SessionInfo:
     ip_address: str | None
     user_agent: str | None
     size: int
+    #: Whether the server holds the session's data (``False``: a hybrid record
+    #: whose data lives in its cookie). See ``hybrid_sessions.inventory.storage``.
+    data_on_server: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """Which sessions :meth:`ServerStore.list_sessions` returns; ``None`` means "any".
+
+    ``expired`` is ``False`` (live only) by default; a store that removes
+    sessions on expiry (Redis) has no expired sessions to return.
+    ``inactive_before`` keeps sessions whose last activity is older than it;
+    ``max_size``/``min_size`` bound the stored data's size in bytes.
+    """
+
+    expired: bool | None = False
+    user_ids: tuple[str, ...] | None = None
+    signed_in: bool | None = None
+    data_on_server: bool | None = None
+    inactive_before: datetime | None = None
+    max_size: int | None = None
+    min_size: int | None = None
+
+
+#: Every live session.
+LIVE = SessionFilter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +170,45 @@ class ServerStore(Protocol):
     async def adelete_user(self, user_id: str, keep: str | None = None) -> int: ...
 
     async def aclear_expired(self) -> int: ...
+
+    # -- every session, for operators (admin, purge, stats) ------------------------
+
+    def list_sessions(
+        self,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        filters: SessionFilter = LIVE,
+        recent_first: bool = False,
+    ) -> tuple[list[SessionInfo], str | None]:
+        """One page of sessions matching ``filters``, and the cursor of the next (or ``None``).
+
+        Paged by keyset (database) or ``SCAN`` (Redis), so memory stays flat and
+        sessions ended between pages do not shift the rest. A page may hold
+        somewhat more or fewer than ``limit`` sessions; only ``None`` means the
+        end. ``recent_first`` orders by last activity where the store can (the
+        database); Redis returns scan order. A malformed cursor raises
+        ``ValueError``.
+        """
+
+    def describe(self, digest: str) -> SessionInfo | None:
+        """Everything but the data of one session, expired included (where still kept)."""
+
+    def delete_many(self, digests: Sequence[str]) -> int:
+        """Remove these sessions (and their user-index entries); return how many existed."""
+
+    async def alist_sessions(
+        self,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        filters: SessionFilter = LIVE,
+        recent_first: bool = False,
+    ) -> tuple[list[SessionInfo], str | None]: ...
+
+    async def adescribe(self, digest: str) -> SessionInfo | None: ...
+
+    async def adelete_many(self, digests: Sequence[str]) -> int: ...
 
 
 @runtime_checkable

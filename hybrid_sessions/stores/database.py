@@ -31,13 +31,16 @@ from ..knowledge import GONE
 from ..models import Session
 from .announcing import AnnouncingStore
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
+from .database_listing import DatabaseListing
 from .sql import RAW, Statements, as_bytes, listening_connection, statements_for
 
+#: Digests per ``DELETE`` of ``delete_many``: well under every backend's parameter limit.
+DELETE_CHUNK = 500
 #: The PostgreSQL channel of the feed (``LISTEN``/``NOTIFY`` are per database).
 CHANNEL = "hybrid_sessions"
 
 
-class DatabaseStore(AnnouncingStore):
+class DatabaseStore(DatabaseListing, AnnouncingStore):
     """Sessions in the ``hybrid_sessions_session`` table.
 
     On PostgreSQL its feed is ``LISTEN``/``NOTIFY`` on the channel
@@ -322,6 +325,31 @@ class DatabaseStore(AnnouncingStore):
             self._learn(row[0], GONE)
         return len(ended)
 
+    def delete_many(self, digests: Sequence[str]) -> int:
+        """Remove these sessions, in statements of at most :data:`DELETE_CHUNK`."""
+        db, sql = self._statements()
+        channel = self._channel(sql, versions=False)
+        removed = 0
+        for start in range(0, len(digests), DELETE_CHUNK):
+            chunk = list(digests[start : start + DELETE_CHUNK])
+            if channel is not None or sql.returning:
+                statement = sql.delete_many(len(chunk)) + sql.returning_digest
+                if channel is not None:
+                    ended = self._fetch_all(
+                        db, sql.notify_each.format(statement), [*chunk, channel]
+                    )
+                else:
+                    ended = self._fetch_all(db, statement, chunk)
+            else:
+                with transaction.atomic(using=db):
+                    qs = self.model.objects.using(db).filter(pk__in=chunk)
+                    ended = [(d,) for d in qs.select_for_update().values_list("pk", flat=True)]
+                    qs._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
+            for row in ended:
+                self._learn(row[0], GONE)
+            removed += len(ended)
+        return removed
+
     def clear_expired(self) -> int:
         """Delete expired rows in batches: flat memory, and each lock held briefly."""
         db = self.db
@@ -370,6 +398,9 @@ class DatabaseStore(AnnouncingStore):
 
     async def adelete_user(self, user_id: str, keep: str | None = None) -> int:
         return await sync_to_async(self.delete_user)(user_id, keep)
+
+    async def adelete_many(self, digests: Sequence[str]) -> int:
+        return await sync_to_async(self.delete_many)(digests)
 
     async def aclear_expired(self) -> int:
         return await sync_to_async(self.clear_expired)()

@@ -42,18 +42,15 @@ hung (not down) server each call holds a worker thread for up to the timeout.
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
-from django.utils import timezone
 from django_redis import get_redis_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
@@ -65,7 +62,17 @@ from ..feeds import Feed, redis_listener
 from ..knowledge import GONE
 from .announcing import AnnouncingStore
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
-from .redis_scripts import COMPARE_AND_SET, CREATE, DELETE_USER, POP, TOUCH, LuaScript
+from .redis_listing import RedisListing
+from .redis_scripts import (
+    COMPARE_AND_SET,
+    CREATE,
+    DELETE_MANY,
+    DELETE_USER,
+    POP,
+    TOUCH,
+    LuaScript,
+)
+from .redis_values import aware_now, from_ms, now_ms, text, to_ms
 
 logger = logging.getLogger("hybrid_sessions")
 
@@ -80,38 +87,10 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 DELETE_BATCH = 500
 
 
-# -- time ------------------------------------------------------------------------------------
-
-
-def _ms(value: datetime) -> int:
-    """Milliseconds since the epoch; naive datetimes are in the current time zone."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        value = timezone.make_aware(value)
-    return math.floor(value.timestamp() * 1000)
-
-
-def _now_ms() -> int:
-    return math.floor(time.time() * 1000)
-
-
-def _datetime(ms: bytes | int) -> datetime:
-    """The datetime Django expects for ``ms``: aware in UTC, or naive local without USE_TZ."""
-    value = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
-    return value if settings.USE_TZ else timezone.make_naive(value)
-
-
-def _aware_now() -> datetime:
-    return timezone.now() if settings.USE_TZ else datetime.now()
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8", "replace")
-
-
 # -- the store -------------------------------------------------------------------------------
 
 
-class RedisStore(AnnouncingStore):
+class RedisStore(RedisListing, AnnouncingStore):
     """Sessions in Redis; the cache alias is read on every call, so settings may change.
 
     Every name goes through the cache's ``make_key``; the feed's channel too, so
@@ -198,8 +177,8 @@ class RedisStore(AnnouncingStore):
                 keys.append(str(cache.make_key(f"hs:u:{meta.user_id}")))
             args = [
                 digest,
-                _now_ms(),
-                _ms(meta.expires_at),
+                now_ms(),
+                to_ms(meta.expires_at),
                 meta.user_id or "",
                 meta.ip_address or "",
                 (meta.user_agent or "")[:USER_AGENT_MAX_LENGTH],
@@ -221,7 +200,7 @@ class RedisStore(AnnouncingStore):
             raise self._unavailable("read", started, exc) from exc
         if version is None:
             return None
-        return StoredSession(data, int(version), _datetime(expires), _text(user))
+        return StoredSession(data, int(version), from_ms(expires), text(user))
 
     def exists(self, digest: str) -> bool:
         key = self._session_key(digest)
@@ -251,7 +230,7 @@ class RedisStore(AnnouncingStore):
         _, current, data_now, expires, user = reply
         return CasResult(
             ok=False,
-            current=StoredSession(data_now, int(current), _datetime(expires), _text(user)),
+            current=StoredSession(data_now, int(current), from_ms(expires), text(user)),
         )
 
     def touch(self, digest: str, meta: SessionMeta) -> bool:
@@ -263,15 +242,15 @@ class RedisStore(AnnouncingStore):
     def pop(self, digest: str) -> StoredSession | None:
         key = self._session_key(digest)
         with self._guard("delete"):
-            reply = POP(self._client(), [key], [digest, _now_ms(), self._publish_to(False)])
+            reply = POP(self._client(), [key], [digest, now_ms(), self._publish_to(False)])
         self._learn(digest, GONE)
         if not reply:
             return None
         version, data, expires, user = reply
-        expires_at = _datetime(expires)
-        if expires_at <= _aware_now():
+        expires_at = from_ms(expires)
+        if expires_at <= aware_now():
             return None
-        return StoredSession(data or None, int(version), expires_at, _text(user or None))
+        return StoredSession(data or None, int(version), expires_at, text(user or None))
 
     # -- per user ---------------------------------------------------------------
 
@@ -282,7 +261,7 @@ class RedisStore(AnnouncingStore):
         with self._guard("list"):
             client = self._client()
             pipe = client.pipeline()
-            pipe.zremrangebyscore(index, "-inf", f"({_now_ms()}")
+            pipe.zremrangebyscore(index, "-inf", f"({now_ms()}")
             pipe.zrange(index, 0, -1)
             digests = [d.decode() for d in pipe.execute()[1]]
             if not digests:
@@ -301,8 +280,8 @@ class RedisStore(AnnouncingStore):
                     continue
                 sessions.append(
                     SessionInfo(
-                        digest, _text(user), _datetime(created), _datetime(active),
-                        _datetime(expires), _text(ip), _text(ua), int(size),
+                        digest, text(user), from_ms(created), from_ms(active),
+                        from_ms(expires), text(ip), text(ua), int(size),
                     )
                 )
             if gone:
@@ -322,7 +301,21 @@ class RedisStore(AnnouncingStore):
             for start in range(0, len(digests), DELETE_BATCH):
                 batch = digests[start : start + DELETE_BATCH]
                 keys = [index, *(self._session_key(d) for d in batch)]
-                ended = DELETE_USER(client, keys, [_now_ms(), channel, *batch])
+                ended = DELETE_USER(client, keys, [now_ms(), channel, *batch])
+                for digest in ended:
+                    self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
+                removed += len(ended)
+        return removed
+
+    def delete_many(self, digests: Sequence[str]) -> int:
+        removed = 0
+        channel = self._publish_to(False)
+        with self._guard("delete_many"):
+            client = self._client()
+            for start in range(0, len(digests), DELETE_BATCH):
+                batch = list(digests[start : start + DELETE_BATCH])
+                keys = [self._session_key(d) for d in batch]
+                ended = DELETE_MANY(client, keys, [now_ms(), channel, *batch])
                 for digest in ended:
                     self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
                 removed += len(ended)
@@ -341,7 +334,7 @@ class RedisStore(AnnouncingStore):
         with self._guard("clear_expired"):
             client = self._client()
             for batch in _batched(client.scan_iter(match=pattern, count=1000), 1000):
-                now = f"({_now_ms()}"
+                now = f"({now_ms()}"
                 pipe = client.pipeline(transaction=False)
                 for index in batch:
                     pipe.zremrangebyscore(index, "-inf", now)
@@ -378,6 +371,9 @@ class RedisStore(AnnouncingStore):
 
     async def adelete_user(self, user_id: str, keep: str | None = None) -> int:
         return await _off_loop(self.delete_user)(user_id, keep)
+
+    async def adelete_many(self, digests: Sequence[str]) -> int:
+        return await _off_loop(self.delete_many)(digests)
 
     async def aclear_expired(self) -> int:
         return await _off_loop(self.clear_expired)()

@@ -12,7 +12,9 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-__all__ = ["COMPARE_AND_SET", "CREATE", "DELETE_USER", "POP", "TOUCH", "LuaScript"]
+__all__ = [
+    "COMPARE_AND_SET", "CREATE", "DELETE_MANY", "DELETE_USER", "POP", "TOUCH", "LuaScript",
+]
 
 # -- sources --------------------------------------------------------------------------------------
 
@@ -124,6 +126,26 @@ return removed
 """
 
 
+# KEYS: session hashes; ARGV: [1] now, [2] the feed's channel, [3..n+2] their digests.
+# Returns the digests removed.
+_DELETE_MANY = _PRELUDE + """
+local removed = {}
+for i = 1, #KEYS do
+  local digest = ARGV[i + 2]
+  local ix = redis.call('HGET', KEYS[i], 'ix')
+  if redis.call('DEL', KEYS[i]) == 1 then
+    removed[#removed + 1] = digest
+    if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], digest .. ':0') end
+  end
+  if ix then
+    redis.call('ZREM', ix, digest)
+    reindex(ix, ARGV[1])
+  end
+end
+return removed
+"""
+
+
 class LuaScript:
     """A script run by its SHA-1 (``EVALSHA``), sent in full only when the server lacks it."""
 
@@ -144,3 +166,4 @@ COMPARE_AND_SET = LuaScript(_COMPARE_AND_SET)
 TOUCH = LuaScript(_TOUCH)
 POP = LuaScript(_POP)
 DELETE_USER = LuaScript(_DELETE_USER)
+DELETE_MANY = LuaScript(_DELETE_MANY)

@@ -92,6 +92,7 @@ class Statements:
             for k, v in self.cas.items()
         }
         self.delete_user = f"DELETE FROM {table} WHERE {col['user']} = %s"  # noqa: S608
+        self._delete_in = f"DELETE FROM {table} WHERE {col['key_digest']} IN "  # noqa: S608
         self.keep = f" AND {col['key_digest']} <> %s"
         self.returning_digest = f" RETURNING {col['key_digest']}"
         self.notify_each = (
@@ -102,6 +103,10 @@ class Statements:
             self._converters(self.fields[name])
             for name in ("data", "version", "expire_date", "user")
         ]
+
+    def delete_many(self, count: int) -> str:
+        """``DELETE`` of ``count`` sessions by digest (add ``returning_digest`` to read them)."""
+        return self._delete_in + "(" + ", ".join(["%s"] * count) + ")"
 
     def _converters(self, field: Any) -> tuple[Any, list[Any]]:
         column = field.get_col(field.model._meta.db_table)

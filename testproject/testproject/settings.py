@@ -32,8 +32,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "hybrid_sessions",
+    # Before hybrid_sessions, so the demo's templates win over the package's.
     "demo",
+    "hybrid_sessions",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +88,8 @@ CACHES = {
 # the admin show where each session comes from.
 HYBRID_SESSIONS_TRACK_IP_ADDRESS = True
 HYBRID_SESSIONS_TRACK_USER_AGENT = True
+# The "your sessions" page extends the demo's layout (menu, messages).
+HYBRID_SESSIONS_BASE_TEMPLATE = "demo/base.html"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
