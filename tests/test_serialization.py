@@ -219,6 +219,25 @@ def test_dumps_utf8_means_what_json_without_ascii_escapes_means(obj: Any) -> Non
     assert same(loads(blob), expected[1])
 
 
+floats_and_nulls = st.recursive(
+    st.none() | st.floats(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(children, max_size=4).map(tuple)
+        | st.dictionaries(text, children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@corpus
+@given(floats_and_nulls)
+def test_nan_and_infinities_are_never_written_as_null(obj: Any) -> None:
+    expected = django_round_trip(obj)
+    assert same(DJANGO.loads(dumps(obj)), expected)
+    assert same(loads(dumps_utf8(obj)), expected)
+
+
 @corpus
 @given(json_values)
 def test_what_the_old_path_wrote_loads_identically(obj: Any) -> None:
@@ -284,6 +303,8 @@ ACCEPTED: list[tuple[str, Any, Any]] = [
     ("NaN", NAN, NAN),
     ("infinities", [INF, -INF], [INF, -INF]),
     ("NaN beside None", [None, NAN, {"x": None}], [None, NAN, {"x": None}]),
+    ("NaN in a dict beside None", {"x": None, "y": NAN}, {"x": None, "y": NAN}),
+    ("infinity deep in a tuple", ({"a": [(-INF,)]}, None), [{"a": [[-INF]]}, None]),
     ("negative zero", -0.0, -0.0),
     ("smallest subnormal", 5e-324, 5e-324),
     ("1e16", 1e16, 1e16),
