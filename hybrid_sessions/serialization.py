@@ -19,10 +19,11 @@ the standard library, which then gives ``json``'s result or ``json``'s error:
 - On the way in, orjson reads anything it accepts as ``json`` would, except an
   integer beyond 64 bits: text with a run of 19 digits is read by ``json``.
 
-What :func:`dumps` writes is ASCII, as Django's serializer writes it, so any
-reader of the old format (Django's ``JSONSerializer``, an earlier release of
-this package during a rolling deploy) reads it identically; :func:`loads` reads
-both. :func:`dumps_utf8` writes non-ASCII text as UTF-8, for cookie claims.
+What :func:`dumps` writes is ASCII, as Django's serializer writes it, so a
+reader of that format (Django's ``JSONSerializer``, or a subclass a site
+switches ``SESSION_SERIALIZER`` to later) reads it identically; :func:`loads`
+reads both. :func:`dumps_utf8` writes non-ASCII text as UTF-8, for cookie
+claims, where it is shorter.
 """
 
 from __future__ import annotations
