@@ -25,16 +25,34 @@ class RevocationNotSupported(HybridSessionsError):
 
 
 class CookieTooLarge(HybridSessionsError):
-    """A session would not fit in the cookie budget; browsers would drop it silently."""
+    """A session would not fit in the cookie budget; browsers would drop it silently.
 
-    def __init__(self, size: int, budget: int, cookie_name: str) -> None:
+    With ``uncompressed`` set, the cookie might have fitted once compressed, but
+    its data, before compression, exceeds the limit on what any request is made
+    to inflate and parse (``size`` and ``budget`` then count those bytes).
+    """
+
+    def __init__(
+        self, size: int, budget: int, cookie_name: str, *, uncompressed: bool = False
+    ) -> None:
         self.size = size
         self.budget = budget
         self.cookie_name = cookie_name
+        self.uncompressed = uncompressed
+        if uncompressed:
+            what = (
+                f"The session cookie {cookie_name!r} would carry {size} bytes of data "
+                f"before compression, over the limit of {budget} bytes (8 times "
+                "HYBRID_SESSIONS_COOKIE_MAX_BYTES): every request would inflate and parse it."
+            )
+        else:
+            what = (
+                f"The session cookie {cookie_name!r} would be {size} bytes (name, value and "
+                f"attributes), over the budget of {budget} bytes: browsers drop such cookies "
+                "without a word."
+            )
         super().__init__(
-            f"The session cookie {cookie_name!r} would be {size} bytes (name, value and "
-            f"attributes), over the budget of {budget} bytes: browsers drop such cookies "
-            "without a word. Store less in the session, or use "
+            f"{what} Store less in the session, or use "
             "SESSION_ENGINE = 'hybrid_sessions.backends.hybrid', which moves large "
             "sessions to the server."
         )

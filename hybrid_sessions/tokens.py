@@ -28,6 +28,13 @@ rejects ``none``, asymmetric algorithms, ``kid``/``jku``/``crit`` tricks and
 oversized headers before any work), and the signature is compared in constant
 time against the canonical encoding. Verification is not weakened: the
 signature and expiry are always checked, against the pinned algorithm only.
+
+Claims are JSON through :mod:`hybrid_sessions.serialization` (orjson where it
+means what ``json`` means). Their uncompressed size is capped at
+``CLAIMS_FACTOR`` times the cookie budget: a larger payload is refused when a
+token is made (:class:`~hybrid_sessions.exceptions.CookieTooLarge`), and a
+compressed body is never inflated beyond it when one is read, so a token that
+deflates well cannot make every request inflate and parse megabytes.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from jwt.algorithms import HMACAlgorithm
 
 from .conf import SettingsCache, conf
 from .exceptions import (
+    CookieTooLarge,
     DecryptionFailed,
     DisallowedAlgorithm,
     ExpiredToken,
@@ -65,6 +73,7 @@ from .exceptions import (
     TokenError,
     TokenTooLarge,
 )
+from .serialization import dumps_utf8, loads
 
 __all__ = ["Decoded", "TokenCodec", "cookie_budget", "log_rejected", "set_cookie_size"]
 
@@ -84,15 +93,14 @@ MAX_HEADER_CHARS = 256
 #: Tokens longer than this are refused before any work (the cookie budget is
 #: far smaller; twice it leaves room for a budget lowered after issuing).
 MIN_TOKEN_LIMIT = 8192
-#: A signed payload is never inflated beyond this, nor compressed when larger.
-MAX_INFLATED_BYTES = 1 << 20
+#: Claims are at most this many times the cookie budget, uncompressed: no token
+#: is made of more, and no compressed body is inflated beyond it (32 KiB for the
+#: default budget).
+CLAIMS_FACTOR = 8
 GCM_IV_BYTES = 12
 GCM_TAG_BYTES = 16
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_json_decode = json.JSONDecoder().decode
-# UTF-8 rather than \u escapes: shorter cookies for non-ASCII text.
-_json_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _b64encode(data: bytes) -> str:
@@ -147,6 +155,7 @@ class _Site:
     __slots__ = (
         "alg",
         "ciphers",
+        "claims_limit",
         "cookie_attributes",
         "cookie_budget",
         "cookie_settings",
@@ -169,6 +178,7 @@ class _Site:
         self.encrypt = conf.ENCRYPT
         self.cookie_budget = conf.COOKIE_MAX_BYTES
         self.token_limit = max(MIN_TOKEN_LIMIT, 2 * self.cookie_budget)
+        self.claims_limit = CLAIMS_FACTOR * self.cookie_budget
         self.secrets: tuple[str | bytes, ...] = (
             settings.SECRET_KEY,
             *settings.SECRET_KEY_FALLBACKS,
@@ -246,29 +256,36 @@ class TokenCodec:
     def encode(self, payload: dict[str, Any], *, expires_at: datetime | None) -> str:
         """A token carrying ``payload``, issued now, valid until ``expires_at`` (if given).
 
-        ``payload`` must be JSON-serialisable (``TypeError`` otherwise).
+        ``payload`` must be JSON-serialisable (``TypeError`` or ``ValueError``
+        otherwise, as ``json.dumps`` raises). Non-ASCII text travels as UTF-8,
+        shorter than ``\\u`` escapes.
         """
-        return self.encode_json(_json_encode(payload), expires_at=expires_at)
+        return self.encode_json(dumps_utf8(payload), expires_at=expires_at)
 
-    def encode_json(self, payload: str, *, expires_at: datetime | None) -> str:
+    def encode_json(self, payload: str | bytes, *, expires_at: datetime | None) -> str:
         """:meth:`encode` of a payload the caller has already serialised to a JSON object.
 
         Lets a caller that needs the JSON anyway (to store it, or to measure it)
-        serialise its data once. ``payload`` must be one JSON object: it is the
-        signed claim ``d`` verbatim, and a token that does not decode to an
-        object is refused by :meth:`decode`.
+        serialise its data once. ``payload`` must be one JSON object (text, or
+        UTF-8 bytes): it is the signed claim ``d`` verbatim, and a token that
+        does not decode to an object is refused by :meth:`decode`.
+
+        Raises :class:`~hybrid_sessions.exceptions.CookieTooLarge` (with
+        ``uncompressed`` set, ``cookie_name`` the codec's purpose) when the
+        claims exceed ``CLAIMS_FACTOR`` times the cookie budget, however well
+        they would compress.
         """
-        exp = "" if expires_at is None else f',"exp":{int(expires_at.timestamp())}'
-        claims = f'{{"iat":{int(time.time())}{exp},"d":{payload}}}'
-        try:
-            raw = claims.encode()
-        except UnicodeEncodeError:
+        if isinstance(payload, str):
             # A lone surrogate (``json.loads`` makes one of "\ud800") has no UTF-8
             # form. Outside strings JSON is ASCII, so it can only sit inside one,
             # where the \u escape that ``json.dumps`` would write is what
             # backslashreplace writes.
-            raw = claims.encode("utf-8", "backslashreplace")
+            payload = payload.encode("utf-8", "backslashreplace")
+        exp = b"" if expires_at is None else b',"exp":%d' % int(expires_at.timestamp())
+        raw = b'{"iat":%d%s,"d":%s}' % (int(time.time()), exp, payload)
         site = _site()
+        if len(raw) > site.claims_limit:
+            raise CookieTooLarge(len(raw), site.claims_limit, self.purpose, uncompressed=True)
         if site.encrypt:
             return self._encrypt(site, raw)
         return self._sign(site, raw)
@@ -281,11 +298,10 @@ class TokenCodec:
             )
         plain_header, zip_header = site.headers
         header, body = plain_header, raw
-        if len(raw) <= MAX_INFLATED_BYTES:
-            compressed = _deflate(raw)
-            # The zip flag costs header bytes: compress only when the whole token shrinks.
-            if _b64len(len(compressed)) + len(zip_header) < _b64len(len(raw)) + len(plain_header):
-                header, body = zip_header, compressed
+        compressed = _deflate(raw)
+        # The zip flag costs header bytes: compress only when the whole token shrinks.
+        if _b64len(len(compressed)) + len(zip_header) < _b64len(len(raw)) + len(plain_header):
+            header, body = zip_header, compressed
         signing_input = f"{header}.{_b64encode(body)}"
         key = site.keys_for(self.purpose)[0]
         signature = hmac.digest(key, signing_input.encode("ascii"), site.digest)
@@ -327,12 +343,16 @@ class TokenCodec:
                 raise _header_error(header, expected=site.alg)
             data, current = self._verify(site, parts)
             if header == site.headers[1]:
-                data = _inflate(data)
+                data = _inflate(data, site.claims_limit)
+            elif len(data) > site.claims_limit:
+                raise TokenTooLarge(f"The token's claims are {len(data)} bytes long.")
             return _claims(data, current=current and not site.encrypt, verify_exp=verify_exp)
         if len(parts) == 5:
             if parts[0] != _ENCRYPTED_HEADER:
                 raise _header_error(parts[0], expected=site.alg)
             data, current = self._decrypt(site, parts)
+            if len(data) > site.claims_limit:
+                raise TokenTooLarge(f"The token's claims are {len(data)} bytes long.")
             return _claims(data, current=current and site.encrypt, verify_exp=verify_exp)
         raise MalformedToken(f"A token has 3 or 5 segments, not {len(parts)}.")
 
@@ -386,14 +406,17 @@ def _deflate(data: bytes) -> bytes:
     return deflater.compress(data) + deflater.flush()
 
 
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes, limit: int) -> bytes:
+    """Raw DEFLATE undone, never producing more than ``limit`` bytes."""
     inflater = zlib.decompressobj(-15)
     try:
-        out = inflater.decompress(data, MAX_INFLATED_BYTES)
+        out = inflater.decompress(data, limit)
     except zlib.error as exc:
         raise MalformedToken("The token's payload does not decompress.") from exc
     if inflater.unconsumed_tail or not inflater.eof:
-        raise TokenTooLarge("The token's payload inflates beyond the limit, or is truncated.")
+        if len(out) >= limit:
+            raise TokenTooLarge(f"The token's payload inflates beyond {limit} bytes.")
+        raise MalformedToken("The token's payload is truncated.")
     return out
 
 
@@ -415,7 +438,7 @@ def _header_error(segment: str, *, expected: str | None) -> TokenError:
 
 def _claims(data: bytes, *, current: bool, verify_exp: bool = True) -> Decoded:
     try:
-        claims = _json_decode(data.decode())
+        claims = loads(data)
     except (ValueError, RecursionError) as exc:
         raise MalformedToken("The token's claims are not JSON.") from exc
     if not isinstance(claims, dict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -93,7 +94,19 @@ def hostile_tokens(purpose: str) -> dict[str, str]:
         "four-segments": f"{good}.AAAA",
         "jwe-for-signed-site": f"{jwe_header}..AAAA.AAAA.AAAA",
         "non-ascii": f"{header}.{body}é.{signature}",
+        "inflation-bomb": signed(
+            {"alg": "HS256", "typ": "JWT", "zip": "DEF"}, inflation_bomb(), purpose
+        ),
     }
+
+
+def inflation_bomb(size: int = 1 << 20) -> bytes:
+    """Raw DEFLATE of well-formed claims carrying ``size`` bytes of repetitive session data.
+
+    About 2 KB: a cookie that once made every request inflate and parse a megabyte.
+    """
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return deflater.compress(claims({"cart": "item," * (size // 5)})) + deflater.flush()
 
 
 HOSTILE_NAMES = [
@@ -123,4 +136,5 @@ HOSTILE_NAMES = [
     "four-segments",
     "jwe-for-signed-site",
     "non-ascii",
+    "inflation-bomb",
 ]

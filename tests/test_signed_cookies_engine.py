@@ -400,6 +400,42 @@ def test_cookie_attributes_count_against_the_budget() -> None:
         session.save()
 
 
+def test_a_session_that_would_compress_into_the_budget_but_inflates_past_8x_is_refused() -> None:
+    session = SessionStore()
+    session["cart"] = "item," * 200_000  # a megabyte that deflates to about 2 KB
+    with pytest.raises(CookieTooLarge) as caught:
+        session.save()
+    error = caught.value
+    assert error.uncompressed
+    assert error.cookie_name == COOKIE
+    assert error.budget == 8 * 4096 < 1_000_000 < error.size
+    assert session.session_key is None  # no cookie was made
+
+
+def test_an_inflation_bomb_cookie_is_refused_as_too_large_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger=SECURITY_LOGGER):
+        response = client_with(hostile_tokens(PURPOSE)["inflation-bomb"]).get("/read/")
+    assert response.json() == {}
+    [record] = security_records(caplog)
+    assert "TokenTooLarge" in record.getMessage()
+    assert "32768" in record.getMessage()
+    assert response.cookies[COOKIE].value == ""
+
+
+def test_non_ascii_text_travels_as_utf8_and_edge_values_round_trip() -> None:
+    session = SessionStore()
+    value = {"name": "Zoë Łukasz 東京 😀", "big": 2**80, "lone": "\ud800", "k": [1.5, None]}
+    session["v"] = value
+    session.save()
+    token = session.session_key
+    assert token is not None
+    assert "zip" not in jwt.get_unverified_header(token)
+    assert "Zoë Łukasz 東京 😀".encode() in unb64(token.split(".")[1])
+    assert SessionStore(token)["v"] == value
+
+
 @pytest.mark.parametrize(("budget", "warned"), [(4096, False), (2048, False), (4097, True)])
 def test_a_budget_above_what_browsers_accept_is_warned_about(budget: int, warned: bool) -> None:
     with override_settings(HYBRID_SESSIONS_COOKIE_MAX_BYTES=budget):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import time
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from django.test import override_settings
 
 from hybrid_sessions import tokens
 from hybrid_sessions.exceptions import (
+    CookieTooLarge,
     DecryptionFailed,
     DisallowedAlgorithm,
     ExpiredToken,
@@ -31,6 +33,7 @@ from tests.hostile_tokens import (
     claims,
     hostile_tokens,
     in_an_hour,
+    inflation_bomb,
     signed,
     unb64,
 )
@@ -150,12 +153,82 @@ def test_a_payload_that_does_not_shrink_is_not_compressed(codec: TokenCodec) -> 
     assert "zip" not in jwt.get_unverified_header(token)
 
 
-def test_a_compressed_body_that_inflates_beyond_the_limit_is_refused(codec: TokenCodec) -> None:
-    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
-    bomb = deflater.compress(b" " * (tokens.MAX_INFLATED_BYTES + 1)) + deflater.flush()
+# -- bounded decode cost: claims are at most 8 times the cookie budget ---------------------
+
+
+def claims_overhead(expires_at: datetime | None = None) -> int:
+    """Bytes the codec adds around the payload's JSON (``iat``, ``exp``, ``d``)."""
+    now = int(time.time())
+    exp = "" if expires_at is None else f',"exp":{int(expires_at.timestamp())}'
+    return len(f'{{"iat":{now}{exp},"d":}}')
+
+
+def payload_of_claims_size(size: int) -> dict[str, str]:
+    """A repetitive payload whose claims (without ``exp``) are exactly ``size`` bytes."""
+    padding = size - claims_overhead() - len('{"cart":""}')
+    return {"cart": "item," * (padding // 5) + "x" * (padding % 5)}
+
+
+def test_a_megabyte_of_repetitive_data_is_no_longer_made_into_a_token(codec: TokenCodec) -> None:
+    payload = {"cart": "item," * 200_000}
+    # Compressed, it would make a cookie well within the 4096-byte budget...
+    assert len(b64(zlib.compress(claims(payload), 9)[2:-4])) < 3000
+    # ...that every request would inflate and parse: refused when made.
+    with pytest.raises(CookieTooLarge) as caught:
+        codec.encode(payload, expires_at=in_an_hour())
+    assert caught.value.uncompressed
+    assert caught.value.size > 1_000_000
+    assert caught.value.budget == 8 * 4096
+    assert "before compression" in str(caught.value)
+
+
+def test_claims_up_to_exactly_eight_times_the_budget_make_a_token_and_beyond_do_not(
+    codec: TokenCodec,
+) -> None:
+    at_limit = payload_of_claims_size(8 * 4096)
+    token = codec.encode(at_limit, expires_at=None)
+    assert jwt.get_unverified_header(token)["zip"] == "DEF"
+    assert codec.decode(token).payload == at_limit
+    with pytest.raises(CookieTooLarge):
+        codec.encode(payload_of_claims_size(8 * 4096 + 1), expires_at=None)
+
+
+def test_the_limit_follows_the_cookie_budget(codec: TokenCodec) -> None:
+    payload = payload_of_claims_size(8 * 1024 + 1)
+    token = codec.encode(payload, expires_at=None)
+    with override_settings(HYBRID_SESSIONS_COOKIE_MAX_BYTES=1024):
+        with pytest.raises(CookieTooLarge):
+            codec.encode(payload, expires_at=None)
+        # A token issued under a larger budget is not inflated beyond the new limit.
+        with pytest.raises(TokenTooLarge, match="inflates beyond 8192 bytes"):
+            codec.decode(token)
+        assert codec.decode(codec.encode(payload_of_claims_size(8 * 1024), expires_at=None))
+
+
+def test_a_hand_signed_megabyte_body_is_refused_without_inflating_past_the_limit(
+    codec: TokenCodec,
+) -> None:
+    bomb = inflation_bomb(1 << 20)
     token = signed({"alg": "HS256", "typ": "JWT", "zip": "DEF"}, bomb, PURPOSE)
-    with pytest.raises(TokenTooLarge):
+    assert len(token) < 4096  # a cookie any browser sends, within the size we accept
+    with pytest.raises(TokenTooLarge, match="inflates beyond 32768 bytes"):
         codec.decode(token)
+
+
+@pytest.mark.parametrize(("size", "accepted"), [(8 * 4096, True), (8 * 4096 + 1, False)])
+def test_a_hand_signed_body_is_inflated_up_to_exactly_the_limit(
+    codec: TokenCodec, size: int, accepted: bool
+) -> None:
+    head, tail = b'{"iat":1,"d":{"cart":"', b'"}}'
+    text = "x" * (size - len(head) - len(tail))
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = deflater.compress(head + text.encode() + tail) + deflater.flush()
+    token = signed({"alg": "HS256", "typ": "JWT", "zip": "DEF"}, body, PURPOSE)
+    if accepted:
+        assert codec.decode(token).payload == {"cart": text}
+    else:
+        with pytest.raises(TokenTooLarge):
+            codec.decode(token)
 
 
 def test_a_validly_signed_body_that_is_not_deflate_is_refused(codec: TokenCodec) -> None:

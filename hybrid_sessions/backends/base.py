@@ -22,6 +22,7 @@ from django.utils.crypto import get_random_string
 
 from ..conf import conf
 from ..exceptions import SessionStoreUnavailable
+from ..serialization import session_serializer
 from ..stores.base import LockingStore, ServerStore, SessionMeta, StoredSession, digest
 from ..stores.operations import Create, Flow, Get, Pop, R, arun, call, run
 from .saving import Written, diff, save_flow
@@ -60,6 +61,8 @@ class ServerSessionBase(SessionBase):
         user_agent: str | None = None,
     ) -> None:
         super().__init__(session_key)
+        # Django's JSONSerializer becomes the orjson-backed one with its meaning.
+        self.serializer = session_serializer(self.serializer)
         self._version: int | None = None
         self._baseline: bytes | None = None
         self._cleared = False

@@ -9,7 +9,9 @@ As in Django's engine, the session key *is* the token. Unlike it, the token's
 the cookie's name, keys rotate through ``SECRET_KEY_FALLBACKS`` (a token signed
 with a fallback key is re-signed with the current one on the way out), and a
 session too large for browsers raises :class:`~hybrid_sessions.exceptions.CookieTooLarge`
-instead of being dropped silently by the browser.
+instead of being dropped silently by the browser. The payload is JSON, written
+and read with orjson where that means what ``json`` means
+(:mod:`hybrid_sessions.serialization`); ``SESSION_SERIALIZER`` does not apply.
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ class SessionStore(SessionBase):
         """Make the token for the current data and expiry; it becomes the session key.
 
         Raises :class:`~hybrid_sessions.exceptions.CookieTooLarge` when the cookie
-        would exceed ``HYBRID_SESSIONS_COOKIE_MAX_BYTES``.
+        would exceed ``HYBRID_SESSIONS_COOKIE_MAX_BYTES``, or its data, before
+        compression, eight times that: no request is made to inflate more.
         """
         data = self._get_session()
         expiry = data.get("_session_expiry")
@@ -119,7 +122,10 @@ class SessionStore(SessionBase):
             expires_at = self.get_expiry_date(modification=now, expiry=expiry)
             max_age = None if expiry == 0 else self.get_expiry_age(modification=now, expiry=expiry)
         name = settings.SESSION_COOKIE_NAME
-        token = codec(name).encode(data, expires_at=expires_at)
+        try:
+            token = codec(name).encode(data, expires_at=expires_at)
+        except CookieTooLarge as exc:  # named by the codec's purpose: name the cookie
+            raise CookieTooLarge(exc.size, exc.budget, name, uncompressed=True) from None
         size = set_cookie_size(name, token, max_age=max_age)
         budget = cookie_budget()
         if size > budget:

@@ -21,10 +21,10 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS
-from django.core.signing import JSONSerializer
 
 from ...conf import SettingsCache, conf
 from ...exceptions import CookieTooLarge, MalformedToken, TokenError
+from ...serialization import writes_json
 from ...tokens import TokenCodec, log_rejected, set_cookie_size
 
 __all__ = ["INLINE", "SPILLED", "SPILLED_PARTIAL", "HybridSettings", "Parsed", "hybrid_settings"]
@@ -99,14 +99,14 @@ class Parsed:
 
 def _to_claim(serializer: Any, data: dict[str, Any]) -> dict[str, Any]:
     """Session data as the JSON the token carries, through ``SESSION_SERIALIZER``."""
-    if serializer is JSONSerializer:
+    if writes_json(serializer):
         return data
     value: dict[str, Any] = json.loads(serializer().dumps(data))
     return value
 
 
 def _from_claim(serializer: Any, data: dict[str, Any]) -> dict[str, Any]:
-    if serializer is JSONSerializer:
+    if writes_json(serializer):
         return data
     value = serializer().loads(json.dumps(data).encode())
     return value if isinstance(value, dict) else {}
@@ -161,14 +161,24 @@ class CookieWriter:
         site = self.site
         if len(blob) > site.inline_max * INLINE_RAW_FACTOR:
             return None
-        codec = site.codec
+        try:
+            token = self._inline_token(sid, version, data, blob)
+        except CookieTooLarge:  # claims beyond what a request may inflate
+            return None
+        if len(token) > site.inline_max:
+            return None
+        size = set_cookie_size(site.cookie_name, token, max_age=self.max_age)
+        return token if size <= site.cookie_max else None
+
+    def _inline_token(self, sid: str, version: int, data: dict[str, Any], blob: bytes) -> str:
+        site, codec = self.site, self.site.codec
         if self._server_only(data):
             cookie_data = {k: v for k, v in data.items() if k not in site.server_keys}
             token = codec.encode(
                 {"sid": sid, "v": version, "d": _to_claim(self.serializer, cookie_data), "x": 1},
                 expires_at=self.expires_at,
             )
-        elif self.serializer is JSONSerializer and b"\\u" not in blob:
+        elif writes_json(self.serializer) and b"\\u" not in blob:
             # A session id is made of VALID_KEY_CHARS only: nothing to escape.
             payload = f'{{"sid":"{sid}","v":{int(version)},"d":{blob.decode("ascii")}}}'
             token = codec.encode_json(payload, expires_at=self.expires_at)
@@ -177,10 +187,7 @@ class CookieWriter:
                 {"sid": sid, "v": version, "d": _to_claim(self.serializer, data)},
                 expires_at=self.expires_at,
             )
-        if len(token) > site.inline_max:
-            return None
-        size = set_cookie_size(site.cookie_name, token, max_age=self.max_age)
-        return token if size <= site.cookie_max else None
+        return token
 
     def spilled(self, sid: str, version: int, data: dict[str, Any]) -> str:
         """The cookie holding the key and the cookie keys of ``data``.
@@ -200,11 +207,14 @@ class CookieWriter:
             candidates.append(({}, SPILLED_PARTIAL))
         size = 0
         for keys, kind in candidates:
-            token = site.codec.encode(
-                {"sid": sid, "v": version, "d": _to_claim(self.serializer, keys), "s": kind,
-                 **extra},
-                expires_at=self.expires_at,
-            )
+            try:
+                token = site.codec.encode(
+                    {"sid": sid, "v": version, "d": _to_claim(self.serializer, keys), "s": kind,
+                     **extra},
+                    expires_at=self.expires_at,
+                )
+            except CookieTooLarge:  # claims beyond what a request may inflate
+                continue
             size = set_cookie_size(site.cookie_name, token, max_age=self.max_age)
             if size <= site.cookie_max:
                 return token
