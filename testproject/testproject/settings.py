@@ -11,6 +11,7 @@ Environment variables:
   Redis at ``DEMO_REDIS_URL``. An unknown value fails the ``demo.E001`` system check.
 - ``DEMO_REDIS_URL``: a Redis URL (default ``redis://127.0.0.1:6379/0``); used only by
   engines that need Redis.
+- ``DEMO_REDIS_KEY_PREFIX``: a prefix for the demo's Redis keys (default none).
 - ``DEMO_DATABASE``: the SQLite file (default ``testproject/db.sqlite3``).
 """
 
@@ -87,7 +88,11 @@ globals().update(_engine.settings)
 REDIS_URL = os.environ.get("DEMO_REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": (
-        {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("DEMO_REDIS_KEY_PREFIX", ""),
+        }
         if _engine.needs_redis
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
