@@ -19,7 +19,7 @@ REDIS_URL = os.environ.get("HYBRID_SESSIONS_TEST_REDIS", "redis://127.0.0.1:6379
 RUN_ID = os.environ.setdefault(
     "HYBRID_SESSIONS_TEST_RUN", f"{os.getpid()}-{secrets.token_hex(4)}"
 )
-REDIS_KEY_PREFIX = f"hstest{SUFFIX}:{RUN_ID}"
+REDIS_KEY_PREFIX = f"hstest{SUFFIX}-{RUN_ID}"
 
 SECRET_KEY = "hybrid-sessions-tests-" + "x" * 40
 DEBUG = False

@@ -85,8 +85,8 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         "DEMO_SESSION_ENGINE": request.node.callspec.params["engine"],
         "DEMO_DATABASE": str(tmp_path / "demo.sqlite3"),
         "DEMO_REDIS_URL": settings.CACHES["default"]["LOCATION"],
-        # Under this run's prefix: the test run's cleanup removes these keys, and only them.
-        "DEMO_REDIS_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"] + ":demo",
+        # This run's prefix: the test run's cleanup removes these keys, and only them.
+        "DEMO_REDIS_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "PYTHONUNBUFFERED": "1",
     }
