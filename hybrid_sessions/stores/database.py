@@ -13,13 +13,13 @@ go to the write database so a request always reads its own writes.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.signals import setting_changed
 from django.db import IntegrityError, connections, router, transaction
@@ -31,6 +31,8 @@ from django.utils import timezone
 from ..conf import conf
 from ..models import Session
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
+
+logger = logging.getLogger("hybrid_sessions")
 
 
 def _as_bytes(value: Any) -> bytes | None:
@@ -137,12 +139,27 @@ class DatabaseStore:
         return router.db_for_write(self.model)
 
     def _user_pk(self, user_id: str | None) -> Any:
+        """The user link's value, or ``None`` when the id does not fit its column.
+
+        The column is the one the migration made (the foreign key's target field),
+        not the current ``AUTH_USER_MODEL``'s primary key: the two differ when the
+        user model is swapped at run time, as some test suites do. A login must
+        never fail over the link, so such a session is kept without it.
+        """
         if user_id is None:
             return None
+        target = self.model._meta.get_field("user").target_field
         try:
-            return get_user_model()._meta.pk.to_python(user_id)  # type: ignore[union-attr, unused-ignore]
-        except ValidationError:
+            pk = target.to_python(user_id)
+            target.run_validators(pk)
+        except (ValidationError, TypeError, ValueError):
+            logger.warning(
+                "The user id %r does not fit the session table's user column (%s); "
+                "the session is kept without its user link, so it is not listed per user.",
+                user_id, target.get_internal_type(),
+            )
             return None
+        return pk
 
     def _fields(self, meta: SessionMeta, now: datetime) -> dict[str, Any]:
         fields: dict[str, Any] = {
