@@ -80,6 +80,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
-    """The Sphinx docs build without warnings."""
+    """The Sphinx docs build without warnings, every cross-reference resolved (nitpicky)."""
     session.install("-e", ".[docs]", "django~=5.2.0")
-    session.run("sphinx-build", "-W", "-q", "-b", "html", "docs", "docs/_build/html")
+    session.run("sphinx-build", "-n", "-W", "-q", "-b", "html", "docs", "docs/_build/html")
