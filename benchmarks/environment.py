@@ -151,9 +151,20 @@ def prepare_stores(cases: Iterable[Case]) -> None:
             for table in ("django_session", "hybrid_sessions_session"):
                 cursor.execute(f"DELETE FROM {table}")
     if any(c.redis for c in cases):
+        from django.conf import settings
         from django_redis import get_redis_connection
 
-        get_redis_connection("default").flushdb()
+        # Only the benchmark's own keys (its KEY_PREFIX): the database may be shared.
+        redis = get_redis_connection("default")
+        prefix = settings.CACHES["default"]["KEY_PREFIX"]
+        batch: list[bytes] = []
+        for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                redis.unlink(*batch)
+                batch = []
+        if batch:
+            redis.unlink(*batch)
 
 
 def close_connections() -> None:

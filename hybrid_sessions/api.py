@@ -61,8 +61,9 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 def get_server_store() -> ServerStore:
     """The store behind the active ``SESSION_ENGINE``.
 
-    Raises :class:`RevocationNotSupported` when the engine keeps no server-side
-    records (a cookie-only engine, or one not from this package).
+    Raises :class:`~hybrid_sessions.exceptions.RevocationNotSupported` when the
+    engine keeps no server-side records (a cookie-only engine, or one not from
+    this package).
     """
     engine = settings.SESSION_ENGINE
     session_store = import_module(engine).SessionStore

@@ -7,7 +7,7 @@ write's statement (delivered when it commits). A message is
 
 Each process listens in one daemon thread per feed, started on first use and
 again after a fork (gunicorn's pre-fork workers inherit no threads), and feeds
-:data:`~hybrid_sessions.knowledge.knowledge`. :attr:`Feed.since` is when the
+:data:`~hybrid_sessions.knowledge.knowledge`. ``Feed.since`` is when the
 current subscription was confirmed, ``None`` while it is down: a cookie issued
 before it is not vouched for (see :func:`hybrid_sessions.knowledge.decide`).
 The thread reconnects by itself, with a pause that doubles up to 5 seconds, and

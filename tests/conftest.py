@@ -17,6 +17,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from tests.engines import ENGINES, Engine
+from tests.redis_keys import delete_run_keys
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -49,7 +50,11 @@ def redis_available() -> bool:
 
 @pytest.fixture(autouse=True)
 def _redis_guard(request: pytest.FixtureRequest, redis_available: bool) -> Iterator[None]:
-    """Skip (or, in CI, fail) Redis tests without a server; give each a clean Redis db."""
+    """Skip (or, in CI, fail) Redis tests without a server; start and end each with no run keys.
+
+    Only this run's keys (its ``KEY_PREFIX``) are removed: the Redis database may
+    be shared, and everything else in it is left alone.
+    """
     if request.node.get_closest_marker("redis") is None:
         yield
         return
@@ -58,11 +63,9 @@ def _redis_guard(request: pytest.FixtureRequest, redis_available: bool) -> Itera
         if IN_CI:
             pytest.fail(message + " (CI=true: a missing server is a failure)")
         pytest.skip(message + "; skipping the Redis tests")
-    from django_redis import get_redis_connection
-
-    get_redis_connection("default").flushdb()
+    delete_run_keys()
     yield
-    get_redis_connection("default").flushdb()
+    delete_run_keys()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

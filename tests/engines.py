@@ -17,9 +17,9 @@ def _db_records() -> int:
 
 
 def _redis_records() -> int:
-    from django_redis import get_redis_connection
+    from tests.redis_keys import run_keys
 
-    return sum(1 for _ in get_redis_connection("default").scan_iter("*"))
+    return len(run_keys())
 
 
 def _no_records() -> int:

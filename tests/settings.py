@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 
 from tests.django_suite import ensure_django_tests
@@ -12,6 +13,13 @@ sys.path.insert(0, str(ensure_django_tests()))
 DB = os.environ.get("HYBRID_SESSIONS_TEST_DB", "sqlite")
 SUFFIX = os.environ.get("HYBRID_SESSIONS_TEST_SUFFIX", "")
 REDIS_URL = os.environ.get("HYBRID_SESSIONS_TEST_REDIS", "redis://127.0.0.1:6379/1")
+#: This run's own namespace in Redis. The Redis database may be shared (by default
+#: db 1 of a developer's server): tests write and remove only keys under this
+#: prefix, never anything else. Child processes inherit it through the environment.
+RUN_ID = os.environ.setdefault(
+    "HYBRID_SESSIONS_TEST_RUN", f"{os.getpid()}-{secrets.token_hex(4)}"
+)
+REDIS_KEY_PREFIX = f"hstest{SUFFIX}-{RUN_ID}"
 
 SECRET_KEY = "hybrid-sessions-tests-" + "x" * 40
 DEBUG = False
@@ -53,7 +61,7 @@ CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": f"hstest{SUFFIX}",
+        "KEY_PREFIX": REDIS_KEY_PREFIX,
         "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
     },
     "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

@@ -32,6 +32,7 @@ from hybrid_sessions.checks import check_settings
 from hybrid_sessions.exceptions import SessionStoreUnavailable
 from hybrid_sessions.stores.base import SessionMeta, digest
 from hybrid_sessions.stores.redis import RedisStore
+from tests.redis_keys import run_keys
 
 pytestmark = pytest.mark.redis
 
@@ -48,8 +49,8 @@ def redis() -> Any:
 
 
 def all_keys() -> set[bytes]:
-    """Every key in the test database (a set: SCAN may return a key twice)."""
-    return set(redis().scan_iter("*"))
+    """Every key of this test run (other keys in the database are not ours to see)."""
+    return run_keys()
 
 
 def session_key(session_digest: str) -> str:

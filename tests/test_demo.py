@@ -25,7 +25,8 @@ from hybrid_sessions import api
 from hybrid_sessions.stores.base import digest
 from tests.engines import ENGINES, Engine
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "testproject"
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = ROOT / "testproject"
 if str(DEMO_DIR) not in sys.path:
     sys.path.append(str(DEMO_DIR))
 
@@ -46,8 +47,8 @@ COOKIE = "sessionid"
 def _demo_site(eng: Engine) -> Any:
     # The hybrid engine trusts a fresh cookie for a while; here revocation is checked at once.
     return override_settings(
-        **{**DEMO, "SESSION_ENGINE": eng.path, "HYBRID_SESSIONS_REVALIDATE_SECONDS": 0,
-           **eng.settings}
+        **{**DEMO, "SESSION_ENGINE": eng.path, "DEMO_SESSION_ENGINE": eng.path,
+           "HYBRID_SESSIONS_REVALIDATE_SECONDS": 0, **eng.settings}
     )
 
 
@@ -62,6 +63,15 @@ def engine(request: pytest.FixtureRequest, db: Any) -> Iterator[Engine]:
 #: For the tests that need a server-side engine (logins that the server can end).
 server_engines = pytest.mark.parametrize(
     "engine", SERVER_ENGINES, indirect=True, ids=[e.name for e in SERVER_ENGINES]
+)
+
+COOKIE_ENGINES = [e for e in ENGINES if not e.server_side]
+HYBRID_ENGINES = [e for e in ENGINES if e.path.endswith(".hybrid")]
+cookie_engines = pytest.mark.parametrize(
+    "engine", COOKIE_ENGINES, indirect=True, ids=[e.name for e in COOKIE_ENGINES]
+)
+hybrid_engines = pytest.mark.parametrize(
+    "engine", HYBRID_ENGINES, indirect=True, ids=[e.name for e in HYBRID_ENGINES]
 )
 
 
@@ -296,10 +306,8 @@ def test_rundemo_migrates_creates_the_user_and_serves(tmp_path: Path) -> None:
         **os.environ,
         "DEMO_DATABASE": str(tmp_path / "demo.sqlite3"),
         "PYTHONUNBUFFERED": "1",
-        # This checkout's package, whichever copy the environment has installed.
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(DEMO_DIR.parent), os.environ.get("PYTHONPATH", "")) if p
-        ),
+        # This tree's package, not whichever copy is installed.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     server = subprocess.Popen(
@@ -323,3 +331,64 @@ def test_rundemo_migrates_creates_the_user_and_serves(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# -- what the panel says each engine stores ------------------------------------------------
+
+
+def panel(client: Client) -> str:
+    body: str = client.get("/").content.decode()
+    return re.sub(r"\s+", " ", body)
+
+
+@cookie_engines
+def test_a_cookie_only_engine_explains_a_session_too_large_for_it(engine: Engine) -> None:
+    client = browser()
+    submit(client, "/", "/", {"action": "set", "key": "colour", "value": "teal"})
+
+    response = submit(client, "/", "/", {"action": "blob"})
+
+    assert response.status_code == 302  # not a 500: the page explains
+    body = panel(client)
+    assert "Not added: this engine keeps the whole session in the cookie" in body
+    assert "A cookie-only engine cannot hold this much" in body
+    session = client.get("/").context["request"].session
+    assert session["colour"] == "teal"  # the session is as it was
+    assert "blob_1" not in session
+    assert len(client.cookies[COOKIE].value) < 4096
+
+
+def test_the_panel_says_what_the_engine_stores(engine: Engine) -> None:
+    client = browser()
+    submit(client, "/", "/", {"action": "set", "key": "colour", "value": "teal"})
+
+    body = panel(client)
+
+    if not engine.server_side:
+        assert "In the cookie</span><span>the whole session, signed" in body
+        assert "cannot be listed or ended before it expires" in body
+        assert "Server record" not in body
+        assert "none yet" not in body.split("Visits counted", 1)[1].split("Cookie received")[0]
+    elif engine.path.endswith(".hybrid"):
+        assert 'data-testid="data-in">the cookie<' in body
+        assert "Server record</span><code" in body
+    else:
+        store = "Redis" if engine.needs_redis else "the database"
+        assert f'data-testid="data-in">the server ({store})<' in body
+        assert "In the cookie</span><span>the session key only" in body
+        assert "Server record</span><code" in body
+
+
+@hybrid_engines
+def test_the_hybrid_panel_follows_the_data_to_the_server_and_back(engine: Engine) -> None:
+    store = "Redis" if engine.needs_redis else "the database"
+    client = browser()
+    submit(client, "/", "/", {"action": "set", "key": "colour", "value": "teal"})
+    assert 'data-testid="data-in">the cookie<' in panel(client)
+
+    submit(client, "/", "/", {"action": "blob"})
+    assert f'data-testid="data-in">the server ({store})<' in panel(client)
+    assert len(client.cookies[COOKIE].value) < 4096
+
+    submit(client, "/", "/", {"action": "clear"})
+    assert 'data-testid="data-in">the cookie<' in panel(client)

@@ -13,12 +13,12 @@ go to the write database so a request always reads its own writes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
@@ -33,6 +33,8 @@ from .announcing import AnnouncingStore
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
 from .database_listing import DatabaseListing
 from .sql import RAW, Statements, as_bytes, listening_connection, statements_for
+
+logger = logging.getLogger("hybrid_sessions")
 
 #: Digests per ``DELETE`` of ``delete_many``: well under every backend's parameter limit.
 DELETE_CHUNK = 500
@@ -75,12 +77,27 @@ class DatabaseStore(DatabaseListing, AnnouncingStore):
         return router.db_for_write(self.model)
 
     def _user_pk(self, user_id: str | None) -> Any:
+        """The user link's value, or ``None`` when the id does not fit its column.
+
+        The column is the one the migration made (the foreign key's target field),
+        not the current ``AUTH_USER_MODEL``'s primary key: the two differ when the
+        user model is swapped at run time, as some test suites do. A login must
+        never fail over the link, so such a session is kept without it.
+        """
         if user_id is None:
             return None
+        target = self.model._meta.get_field("user").target_field
         try:
-            return get_user_model()._meta.pk.to_python(user_id)  # type: ignore[union-attr, unused-ignore]
-        except ValidationError:
+            pk = target.to_python(user_id)
+            target.run_validators(pk)
+        except (ValidationError, TypeError, ValueError):
+            logger.warning(
+                "The user id %r does not fit the session table's user column (%s); "
+                "the session is kept without its user link, so it is not listed per user.",
+                user_id, target.get_internal_type(),
+            )
             return None
+        return pk
 
     def _fields(self, meta: SessionMeta, now: datetime) -> dict[str, Any]:
         fields: dict[str, Any] = {

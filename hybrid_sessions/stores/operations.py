@@ -115,7 +115,7 @@ Build = Callable[[StoredSession], tuple[bytes | None, SessionMeta]]
 
 @dataclass(frozen=True, slots=True)
 class UpdateLocked(Operation[CasResult]):
-    """Read, merge and write under a short lock (stores that are a :class:`LockingStore`)."""
+    """Read, merge and write under a short lock (stores that are a ``LockingStore``)."""
 
     digest: str
     build: Build

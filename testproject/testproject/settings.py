@@ -5,10 +5,13 @@ secret key is public and DEBUG is on.
 
 Environment variables:
 
-- ``DEMO_SESSION_ENGINE``: the ``SESSION_ENGINE`` (default ``hybrid_sessions.backends.hybrid``).
-  ``hybrid_sessions.backends.cache`` needs Redis at ``DEMO_REDIS_URL``.
+- ``DEMO_SESSION_ENGINE``: the session engine, by short name (``hybrid``, the default;
+  ``hybrid-redis``, ``db``, ``cache``, ``signed_cookies``; see ``demo/engines.py``) or
+  by the dotted path of any ``SESSION_ENGINE``. ``cache`` and ``hybrid-redis`` need
+  Redis at ``DEMO_REDIS_URL``. An unknown value fails the ``demo.E001`` system check.
 - ``DEMO_REDIS_URL``: a Redis URL (default ``redis://127.0.0.1:6379/0``); used only by
   engines that need Redis.
+- ``DEMO_REDIS_KEY_PREFIX``: a prefix for the demo's Redis keys (default none).
 - ``DEMO_DATABASE``: the SQLite file (default ``testproject/db.sqlite3``).
 """
 
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from demo import engines
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -74,12 +79,21 @@ DATABASES = {
     }
 }
 
-SESSION_ENGINE = os.environ.get("DEMO_SESSION_ENGINE", "hybrid_sessions.backends.hybrid")
+DEMO_SESSION_ENGINE = os.environ.get("DEMO_SESSION_ENGINE", engines.DEFAULT)
+# An unknown name runs nothing: the default engine stands in until the demo.E001
+# check, which runs before the server starts, stops with the list of choices.
+_engine = engines.resolve(DEMO_SESSION_ENGINE) or engines.CHOICES[engines.DEFAULT]
+SESSION_ENGINE = _engine.path
+globals().update(_engine.settings)
 REDIS_URL = os.environ.get("DEMO_REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": (
-        {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}
-        if SESSION_ENGINE == "hybrid_sessions.backends.cache"
+        {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("DEMO_REDIS_KEY_PREFIX", ""),
+        }
+        if _engine.needs_redis
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }

@@ -12,9 +12,9 @@ cookie is a signed cache of one version of it: the whole session while it fits
 not. Every process learns of new versions and ends through the store's feed,
 so a stale or ended cookie is not served. Modules:
 
-* :mod:`.cookie`: the token's payload, and the inline or spilled choice;
-* :mod:`.access`: dict access that fetches only what the cookie lacks;
-* :mod:`.engine`: the ``SessionStore`` Django uses.
+* ``cookie``: the token's payload, and the inline or spilled choice;
+* ``access``: dict access that fetches only what the cookie lacks;
+* ``engine``: the ``SessionStore`` Django uses.
 """
 
 from .engine import SessionStore, record_digest
