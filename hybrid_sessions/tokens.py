@@ -49,7 +49,6 @@ import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from http.cookies import SimpleCookie
 from os import urandom
 from typing import Any
 
@@ -59,7 +58,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.http import http_date
 from jwt.algorithms import HMACAlgorithm
 
 from .conf import SettingsCache, conf
@@ -75,7 +73,7 @@ from .exceptions import (
 )
 from .serialization import dumps_utf8, loads
 
-__all__ = ["Decoded", "TokenCodec", "cookie_budget", "log_rejected", "set_cookie_size"]
+__all__ = ["CodecSettings", "Decoded", "TokenCodec"]
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 
@@ -144,7 +142,7 @@ def _derive(secret: str | bytes, info: str, length: int) -> bytes:
     ).derive(ikm)
 
 
-class _Site:
+class CodecSettings:
     """What the codec needs from settings, read once and kept until a setting changes.
 
     Reading ``django.conf.settings`` costs a few microseconds per missing
@@ -156,9 +154,7 @@ class _Site:
         "alg",
         "ciphers",
         "claims_limit",
-        "cookie_attributes",
         "cookie_budget",
-        "cookie_settings",
         "digest",
         "encrypt",
         "headers",
@@ -185,14 +181,6 @@ class _Site:
         )
         self.signing_keys: dict[str, tuple[bytes, ...]] = {}
         self.ciphers: dict[str, tuple[AESGCM, ...]] = {}
-        self.cookie_settings = (
-            settings.SESSION_COOKIE_PATH,
-            settings.SESSION_COOKIE_DOMAIN,
-            settings.SESSION_COOKIE_SECURE,
-            settings.SESSION_COOKIE_HTTPONLY,
-            settings.SESSION_COOKIE_SAMESITE,
-        )
-        self.cookie_attributes: dict[int, int] = {}
 
     def keys_for(self, purpose: str) -> tuple[bytes, ...]:
         """One prepared HMAC key per secret, current first, as long as the hash output."""
@@ -217,7 +205,7 @@ class _Site:
 
 
 #: The codec's configuration, rebuilt whenever a setting changes.
-_site = SettingsCache(_Site)
+_site = SettingsCache(CodecSettings)
 
 
 # -- the codec ----------------------------------------------------------------------
@@ -290,7 +278,7 @@ class TokenCodec:
             return self._encrypt(site, raw)
         return self._sign(site, raw)
 
-    def _sign(self, site: _Site, raw: bytes) -> str:
+    def _sign(self, site: CodecSettings, raw: bytes) -> str:
         if site.signer is None or site.headers is None:
             raise ImproperlyConfigured(
                 f"HYBRID_SESSIONS_JWT_ALGORITHM {conf.JWT_ALGORITHM!r} is not one of "
@@ -307,7 +295,7 @@ class TokenCodec:
         signature = hmac.digest(key, signing_input.encode("ascii"), site.digest)
         return f"{signing_input}.{_b64encode(signature)}"
 
-    def _encrypt(self, site: _Site, raw: bytes) -> str:
+    def _encrypt(self, site: CodecSettings, raw: bytes) -> str:
         iv = urandom(GCM_IV_BYTES)
         sealed = site.ciphers_for(self.purpose)[0].encrypt(iv, raw, _ENCRYPTED_AAD)
         ciphertext, tag = sealed[:-GCM_TAG_BYTES], sealed[-GCM_TAG_BYTES:]
@@ -356,7 +344,7 @@ class TokenCodec:
             return _claims(data, current=current and site.encrypt, verify_exp=verify_exp)
         raise MalformedToken(f"A token has 3 or 5 segments, not {len(parts)}.")
 
-    def _verify(self, site: _Site, parts: list[str]) -> tuple[bytes, bool]:
+    def _verify(self, site: CodecSettings, parts: list[str]) -> tuple[bytes, bool]:
         """The verified payload bytes, and whether the current key verified them."""
         header, body, signature = parts
         try:
@@ -373,7 +361,7 @@ class TokenCodec:
                 return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)), index == 0
         raise InvalidSignature("The token's signature matches none of the site's keys.")
 
-    def _decrypt(self, site: _Site, parts: list[str]) -> tuple[bytes, bool]:
+    def _decrypt(self, site: CodecSettings, parts: list[str]) -> tuple[bytes, bool]:
         """The decrypted payload bytes, and whether the current key decrypted them."""
         _, encrypted_key, iv_part, ciphertext_part, tag_part = parts
         if encrypted_key:
@@ -453,65 +441,3 @@ def _claims(data: bytes, *, current: bool, verify_exp: bool = True) -> Decoded:
         if verify_exp and expires_at <= time.time():
             raise ExpiredToken("The token has expired.")
     return Decoded(payload, issued_at, expires_at, current)
-
-
-def log_rejected(exc: TokenError) -> None:
-    """Log a refused session cookie where Django logs suspicious sessions.
-
-    An expired cookie is routine (a browser kept a session cookie): ``INFO``.
-    Anything else was not minted by this site for this cookie: ``WARNING``.
-    The token itself is never logged.
-    """
-    level = logging.INFO if isinstance(exc, ExpiredToken) else logging.WARNING
-    security_logger.log(level, "Session cookie rejected (%s): %s", type(exc).__name__, exc)
-
-
-# -- cookie size --------------------------------------------------------------------
-
-#: Characters that ``http.cookies`` never quotes in a value (all a token uses).
-_PLAIN_COOKIE_VALUE = re.compile(r"[A-Za-z0-9._-]*")
-
-
-def _cookie_string(name: str, value: str, max_age: int | None) -> str:
-    """The cookie as ``HttpResponse.set_cookie`` builds it for ``SessionMiddleware``."""
-    path, domain, secure, httponly, samesite = _site().cookie_settings
-    cookie: SimpleCookie = SimpleCookie()
-    cookie[name] = value
-    morsel = cookie[name]
-    if max_age is not None:
-        morsel["expires"] = http_date(time.time() + max_age)
-        morsel["max-age"] = int(max_age)
-    if path is not None:
-        morsel["path"] = path
-    if domain is not None:
-        morsel["domain"] = domain
-    if secure:
-        morsel["secure"] = True
-    if httponly:
-        morsel["httponly"] = True
-    if samesite:
-        morsel["samesite"] = samesite
-    return morsel.OutputString()
-
-
-def cookie_budget() -> int:
-    """``HYBRID_SESSIONS_COOKIE_MAX_BYTES``, cached like the rest of the configuration."""
-    return _site().cookie_budget
-
-
-def set_cookie_size(name: str, value: str, *, max_age: int | None) -> int:
-    """Bytes of the cookie (name, value, attributes) ``SessionMiddleware`` would set.
-
-    Built the way ``HttpResponse.set_cookie`` builds it from the ``SESSION_COOKIE_*``
-    settings, so the figure is what browsers measure against their 4096-byte
-    limit. The attributes' length depends only on the settings and the number of
-    digits of ``Max-Age`` (``expires`` is always 29 characters), so it is cached.
-    """
-    if not _PLAIN_COOKIE_VALUE.fullmatch(value):
-        return len(_cookie_string(name, value, max_age).encode())
-    digits = -1 if max_age is None else len(str(int(max_age)))
-    attributes = _site().cookie_attributes
-    size = attributes.get(digits)
-    if size is None:
-        size = attributes[digits] = len(_cookie_string("n", "v", max_age).encode()) - 3
-    return len(name.encode()) + 1 + len(value) + size

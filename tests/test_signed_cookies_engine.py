@@ -19,8 +19,9 @@ from django.test import Client, override_settings
 
 from hybrid_sessions.backends.signed_cookies import PURPOSE_PREFIX, SessionStore
 from hybrid_sessions.checks import check_settings
+from hybrid_sessions.cookies import set_cookie_size
 from hybrid_sessions.exceptions import CookieTooLarge
-from hybrid_sessions.tokens import TokenCodec, set_cookie_size
+from hybrid_sessions.tokens import TokenCodec
 from tests.hostile_tokens import HOSTILE_NAMES, hostile_tokens, unb64
 
 ENGINE = "hybrid_sessions.backends.signed_cookies"

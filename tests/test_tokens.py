@@ -16,6 +16,7 @@ from django.http import HttpResponse
 from django.test import override_settings
 
 from hybrid_sessions import tokens
+from hybrid_sessions.cookies import set_cookie_size
 from hybrid_sessions.exceptions import (
     CookieTooLarge,
     DecryptionFailed,
@@ -26,7 +27,7 @@ from hybrid_sessions.exceptions import (
     TokenError,
     TokenTooLarge,
 )
-from hybrid_sessions.tokens import Decoded, TokenCodec, set_cookie_size
+from hybrid_sessions.tokens import Decoded, TokenCodec
 from tests.hostile_tokens import (
     HOSTILE_NAMES,
     b64,

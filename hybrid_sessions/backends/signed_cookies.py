@@ -24,8 +24,9 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils import timezone
 
+from ..cookies import cookie_budget, log_rejected, set_cookie_size
 from ..exceptions import CookieTooLarge, ExpiredToken, MalformedToken, TokenError
-from ..tokens import TokenCodec, cookie_budget, log_rejected, set_cookie_size
+from ..tokens import TokenCodec
 
 PURPOSE_PREFIX = "hybrid_sessions.signed_cookies:"
 

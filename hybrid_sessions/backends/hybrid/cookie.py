@@ -23,9 +23,10 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS
 
 from ...conf import SettingsCache, conf
+from ...cookies import log_rejected, set_cookie_size
 from ...exceptions import CookieTooLarge, MalformedToken, TokenError
 from ...serialization import writes_json
-from ...tokens import TokenCodec, log_rejected, set_cookie_size
+from ...tokens import TokenCodec
 
 __all__ = ["INLINE", "SPILLED", "SPILLED_PARTIAL", "HybridSettings", "Parsed", "hybrid_settings"]
 

@@ -19,11 +19,11 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import UpdateError
 
 from ...conf import DEFAULT_COOKIE_KEYS, conf
+from ...cookies import log_rejected
 from ...exceptions import MalformedToken, SessionStoreUnavailable
 from ...knowledge import GONE, Decision, Token, decide, knowledge, now
 from ...stores.base import ServerStore, StoredSession, digest
 from ...stores.operations import Flow, Get, Touch, call
-from ...tokens import log_rejected
 from ..base import ServerSessionBase
 from ..saving import Written, diff
 from .access import PartialAccess
