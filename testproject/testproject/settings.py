@@ -44,7 +44,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Django's SessionMiddleware, plus the client's IP address and User-Agent.
+    # Django's SessionMiddleware, sending the hybrid's signed cookie (and, when a site
+    # opts in, handing the client's IP address and User-Agent to the engine).
     "hybrid_sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
