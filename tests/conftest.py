@@ -68,13 +68,36 @@ def _redis_guard(request: pytest.FixtureRequest, redis_available: bool) -> Itera
     delete_run_keys()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests parametrised over a Redis engine carry the ``redis`` mark."""
+#: What was not run for want of a server, one line each, for the end of the report.
+NOT_RUN: list[str] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests parametrised over a Redis engine carry the ``redis`` mark.
+
+    Without a Redis server (outside CI) the Redis tests are left out at once, and
+    the report ends with one line that says so and how to run them.
+    """
     for item in items:
         callspec = getattr(item, "callspec", None)
         engine = callspec.params.get("engine") if callspec else None
         if isinstance(engine, Engine) and engine.needs_redis:
             item.add_marker(pytest.mark.redis)
+    location = settings.CACHES["default"]["LOCATION"]
+    redis_items = [item for item in items if item.get_closest_marker("redis") is not None]
+    if IN_CI or not redis_items or _reachable(location):
+        return
+    items[:] = [item for item in items if item.get_closest_marker("redis") is None]
+    config.hook.pytest_deselected(items=redis_items)
+    NOT_RUN.append(
+        f"Redis is not reachable on {location}: {len(redis_items)} Redis tests not run "
+        "(start redis-server, or set HYBRID_SESSIONS_TEST_REDIS to a Redis URL)"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in NOT_RUN:
+        terminalreporter.write_line(f"SKIPPED {line}", yellow=True)
 
 
 @pytest.fixture(params=ENGINES, ids=[e.name for e in ENGINES])
