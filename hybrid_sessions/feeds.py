@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -39,6 +40,8 @@ POLL_SECONDS = 1.0
 #: Longest pause between reconnection attempts.
 MAX_BACKOFF = 5.0
 
+#: What a store publishes: a SHA-256 digest and a version (ASCII digits, bounded).
+MESSAGE = re.compile(r"[0-9a-f]{64}:[0-9]{1,18}")
 #: Yielded by a listener when a subscription is confirmed (again, after a reconnection).
 SUBSCRIBED = "\0subscribed"
 #: A listener: connects, yields :data:`SUBSCRIBED` once subscribed, then each
@@ -116,11 +119,14 @@ class Feed:
     def handle(self, text: str) -> None:
         """Learn from one message."""
         started = time.perf_counter()
-        digest, _, version = text.partition(":")
-        if len(digest) != 64 or not version.isdigit():
+        if not MESSAGE.fullmatch(text):
+            # Anyone who can publish on the channel can send anything: what is not
+            # exactly what a store sends is dropped, and never takes the link down.
             self.stats.malformed += 1
             return
-        knowledge.learn(digest, int(version) or GONE)
+        digest, _, version = text.partition(":")
+        # Heard, not confirmed: a message can make cookies ask or end, never trusted.
+        knowledge.learn(digest, int(version) or GONE, confirmed=False)
         self.stats.messages += 1
         self.stats.handled_seconds += time.perf_counter() - started
 

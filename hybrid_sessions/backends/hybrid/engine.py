@@ -21,7 +21,7 @@ from django.contrib.sessions.backends.base import UpdateError
 from ...conf import DEFAULT_COOKIE_KEYS, conf
 from ...cookies import log_rejected
 from ...exceptions import MalformedToken, SessionStoreUnavailable
-from ...knowledge import GONE, Decision, Token, decide, knowledge, now
+from ...knowledge import CLOCK_SKEW, GONE, Decision, Token, decide, knowledge, now
 from ...stores.base import ServerStore, StoredSession, digest
 from ...stores.operations import Flow, Get, Touch, call
 from ..base import ServerSessionBase
@@ -129,7 +129,8 @@ class SessionStore(PartialAccess, ServerSessionBase):
             return data
         site = hybrid_settings()
         record_key = digest(key)
-        knowledge.retention = max(knowledge.retention, site.window)
+        # A cookie from a server whose clock is ahead is trusted up to CLOCK_SKEW longer.
+        knowledge.retention = max(knowledge.retention, site.window + CLOCK_SKEW)
         entry = knowledge.lookup(record_key)
         feed = self.store.feed()
         if feed is not None:
