@@ -14,7 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
@@ -22,6 +24,7 @@ from django.db import connection
 from django.test import Client
 from django_redis import get_redis_connection
 
+from hybrid_sessions import tokens
 from hybrid_sessions.backends.hybrid import SessionStore, record_digest
 from hybrid_sessions.backends.hybrid.cookie import parse
 from hybrid_sessions.feeds import Feed, message
@@ -37,6 +40,7 @@ from .test_hybrid_engine import (
     cookie,
     later,
     revoke_elsewhere,
+    set_cookie,
     spilled_client,
 )
 from .test_hybrid_engine import alice as alice
@@ -228,3 +232,49 @@ def test_an_end_is_remembered_as_long_as_a_cookie_from_a_fast_clock_is_trusted(
     thief.cookies[COOKIE] = stolen
     with later(60 - ahead + 0.5):  # still inside the cookie's window by its own iat
         assert thief.get("/whoami/").content == b""
+
+
+# -- SESSION_SAVE_EVERY_REQUEST --------------------------------------------------------------------
+
+
+@contextmanager
+def clock(seconds: float) -> Iterator[None]:
+    """Move every clock the engine reads: trust decisions and the tokens' ``iat``/``exp``."""
+    moved = time.time() + seconds
+    with later(seconds), mock.patch.object(tokens, "time", SimpleNamespace(time=lambda: moved)):
+        yield
+
+
+@pytest.mark.parametrize("spilled", [False, True], ids=["inline", "spilled"])
+def test_saving_every_request_never_launders_a_stale_cookie_into_a_fresh_one(
+    spill: Spill, settings: Any, spilled: bool
+) -> None:
+    """Without a feed a stale copy is served for the window; re-issued, it would be for ever."""
+    settings.HYBRID_SESSIONS_FEED = "off"
+    settings.SESSION_SAVE_EVERY_REQUEST = True
+    settings.HYBRID_SESSIONS_COOKIE_KEYS = ["plan"]
+    client = spilled_client() if spilled else Client()
+    client.get("/set/?plan=free")
+    replay = cookie(client)
+    client.get("/set/?plan=paid")
+    knowledge.forget_all()  # the replay goes to a process that did not see the write
+    attacker = Client()
+    attacker.cookies[COOKIE] = replay
+    with clock(40):
+        attacker.get("/whoami/")  # inside the replayed cookie's window: served as it is
+    with clock(80):  # past it: whatever the last response set, the server is asked
+        assert attacker.get("/get/?key=plan").json() == {"value": "paid"}
+
+
+@pytest.mark.parametrize("spilled", [False, True], ids=["inline", "spilled"])
+def test_saving_every_request_keeps_sending_a_token_not_the_bare_key(
+    spill: Spill, settings: Any, spilled: bool
+) -> None:
+    settings.SESSION_SAVE_EVERY_REQUEST = True
+    client = spilled_client() if spilled else Client()
+    client.get("/set/?a=1")
+    for _ in range(3):
+        response = client.get("/whoami/")
+        sent = set_cookie(response)
+        assert sent is not None  # the expiry slides...
+        assert "." in sent.value  # ...in a token: a bare key costs the next request a read
