@@ -167,6 +167,16 @@ class Feed:
 _feeds: weakref.WeakSet[Feed] = weakref.WeakSet()
 
 
+def _after_fork_in_child() -> None:
+    # ensure_running() may have been holding a feed's lock in another thread.
+    for feed in list(_feeds):
+        feed._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def stop_all() -> None:
     """Stop every feed of this process (before dropping a test database, say)."""
     for feed in list(_feeds):

@@ -15,6 +15,7 @@ the cookie was issued is still known when the cookie comes back.
 from __future__ import annotations
 
 import enum
+import os
 import threading
 import time
 from collections import deque
@@ -104,6 +105,11 @@ class Knowledge:
 
 #: The process-wide knowledge every hybrid session consults.
 knowledge = Knowledge()
+
+if hasattr(os, "register_at_fork"):
+    # A worker forked while the feed thread held the lock would wait for it for
+    # ever: that thread does not exist in the child. What was learned stays true.
+    os.register_at_fork(after_in_child=lambda: setattr(knowledge, "_lock", threading.Lock()))
 
 
 class Decision(enum.Enum):

@@ -11,6 +11,8 @@ confirmed again; what a process knows outlives every cookie it could serve.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -278,3 +280,57 @@ def test_saving_every_request_keeps_sending_a_token_not_the_bare_key(
         sent = set_cookie(response)
         assert sent is not None  # the expiry slides...
         assert "." in sent.value  # ...in a token: a bare key costs the next request a read
+
+
+# -- lost updates ----------------------------------------------------------------------------------
+
+
+def test_two_processes_writing_one_inline_session_with_their_own_stale_cookies_lose_nothing(
+    spill: Spill, settings: Any
+) -> None:
+    """Each browser tab keeps its own cookie; each write lands on a process that heard nothing."""
+    settings.HYBRID_SESSIONS_FEED = "off"
+    first = Client()
+    first.get("/set/?seed=s")
+    second = Client()
+    second.cookies[COOKIE] = cookie(first)
+    for i in range(5):
+        knowledge.forget_all()
+        first.get(f"/set/?a{i}={i}")
+        knowledge.forget_all()
+        second.get(f"/set/?b{i}={i}")
+    record = spill.record(cookie(first))
+    assert record is not None
+    stored = SessionStore()._loads(record.data)
+    assert stored == {"seed": "s", **{f"{p}{i}": str(i) for i in range(5) for p in "ab"}}
+
+
+# -- fork safety ----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads: the point
+def test_a_worker_forked_while_the_feed_thread_was_learning_can_learn() -> None:
+    """gunicorn forks workers from a process whose feed thread may hold the knowledge's lock."""
+    holding, release = threading.Event(), threading.Event()
+
+    def feed_thread() -> None:
+        with knowledge._lock:  # what the feed thread holds while it learns a message
+            holding.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=feed_thread)
+    thread.start()
+    holding.wait(5)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the worker: a learn must not wait for a thread that does not exist
+            done = threading.Event()
+            threading.Thread(target=lambda: (knowledge.learn("c" * 64, 1), done.set()),
+                             daemon=True).start()
+            os._exit(0 if done.wait(3) else 1)
+    finally:
+        release.set()
+        thread.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
