@@ -83,10 +83,10 @@ class Feed:
 
     def ensure_running(self) -> None:
         """Start the thread in this process if it is not running (cheap when it is)."""
-        if self._pid == os.getpid() and self._thread is not None:
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
             return
         with self._lock:
-            if self._pid == os.getpid() and self._thread is not None:
+            if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
                 return
             # After a fork the parent's thread does not exist here, and what it
             # heard stops at the fork: nothing is vouched for until we subscribe.
@@ -131,6 +131,14 @@ class Feed:
         self.stats.handled_seconds += time.perf_counter() - started
 
     def _loop(self) -> None:
+        try:
+            self._listen()
+        finally:
+            # However the thread ends, it no longer vouches for anything; the next
+            # request's ensure_running() starts another.
+            self.since = None
+
+    def _listen(self) -> None:
         backoff = 0.1
         stop = self._stop
         while not stop.is_set():

@@ -29,7 +29,7 @@ from django_redis import get_redis_connection
 from hybrid_sessions import tokens
 from hybrid_sessions.backends.hybrid import SessionStore, record_digest
 from hybrid_sessions.backends.hybrid.cookie import parse
-from hybrid_sessions.feeds import Feed, message
+from hybrid_sessions.feeds import SUBSCRIBED, Feed, message
 from hybrid_sessions.knowledge import CLOCK_SKEW, GONE, knowledge
 from hybrid_sessions.stores.database import CHANNEL
 from hybrid_sessions.stores.sql import listening_connection
@@ -334,3 +334,30 @@ def test_a_worker_forked_while_the_feed_thread_was_learning_can_learn() -> None:
         thread.join()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- a listener thread that dies ------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_feed_whose_thread_died_vouches_for_nothing_and_is_restarted() -> None:
+    subscriptions = []
+
+    def listener() -> Iterator[str | None]:
+        subscriptions.append(time.time())
+        yield SUBSCRIBED
+        if len(subscriptions) == 1:
+            raise SystemExit  # not an Exception: the reconnection loop does not catch it
+        while True:
+            yield None
+
+    dying = Feed("dies", listener)
+    try:
+        dying.ensure_running()
+        assert heard(lambda: dying._thread is not None and not dying._thread.is_alive())
+        assert dying.since is None
+        dying.ensure_running()
+        assert dying.wait_until_up()
+        assert len(subscriptions) == 2
+    finally:
+        dying.stop()
