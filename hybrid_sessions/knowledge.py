@@ -55,7 +55,7 @@ class Knowledge:
     def lookup(self, digest: str) -> tuple[int, float] | None:
         """``(version, confirmed_at)``, or ``None`` if nothing is known within the window.
 
-        ``confirmed_at`` is :data:`UNCONFIRMED` for a version only heard of on the feed.
+        ``confirmed_at`` is ``UNCONFIRMED`` for a version only heard of on the feed.
         """
         entry = self._entries.get(digest)
         if entry is None or now() - entry[1] >= self.retention:
