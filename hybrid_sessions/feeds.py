@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -39,6 +40,8 @@ POLL_SECONDS = 1.0
 #: Longest pause between reconnection attempts.
 MAX_BACKOFF = 5.0
 
+#: What a store publishes: a SHA-256 digest and a version (ASCII digits, bounded).
+MESSAGE = re.compile(r"[0-9a-f]{64}:[0-9]{1,18}")
 #: Yielded by a listener when a subscription is confirmed (again, after a reconnection).
 SUBSCRIBED = "\0subscribed"
 #: A listener: connects, yields :data:`SUBSCRIBED` once subscribed, then each
@@ -80,10 +83,10 @@ class Feed:
 
     def ensure_running(self) -> None:
         """Start the thread in this process if it is not running (cheap when it is)."""
-        if self._pid == os.getpid() and self._thread is not None:
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
             return
         with self._lock:
-            if self._pid == os.getpid() and self._thread is not None:
+            if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
                 return
             # After a fork the parent's thread does not exist here, and what it
             # heard stops at the fork: nothing is vouched for until we subscribe.
@@ -116,15 +119,26 @@ class Feed:
     def handle(self, text: str) -> None:
         """Learn from one message."""
         started = time.perf_counter()
-        digest, _, version = text.partition(":")
-        if len(digest) != 64 or not version.isdigit():
+        if not MESSAGE.fullmatch(text):
+            # Anyone who can publish on the channel can send anything: what is not
+            # exactly what a store sends is dropped, and never takes the link down.
             self.stats.malformed += 1
             return
-        knowledge.learn(digest, int(version) or GONE)
+        digest, _, version = text.partition(":")
+        # Heard, not confirmed: a message can make cookies ask or end, never trusted.
+        knowledge.learn(digest, int(version) or GONE, confirmed=False)
         self.stats.messages += 1
         self.stats.handled_seconds += time.perf_counter() - started
 
     def _loop(self) -> None:
+        try:
+            self._listen()
+        finally:
+            # However the thread ends, it no longer vouches for anything; the next
+            # request's ensure_running() starts another.
+            self.since = None
+
+    def _listen(self) -> None:
         backoff = 0.1
         stop = self._stop
         while not stop.is_set():
@@ -159,6 +173,16 @@ class Feed:
 
 #: Every feed of this process, for :func:`stop_all`.
 _feeds: weakref.WeakSet[Feed] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # ensure_running() may have been holding a feed's lock in another thread.
+    for feed in list(_feeds):
+        feed._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def stop_all() -> None:

@@ -15,15 +15,18 @@ the cookie was issued is still known when the cookie comes back.
 from __future__ import annotations
 
 import enum
+import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["GONE", "Decision", "Knowledge", "Token", "decide", "knowledge"]
+__all__ = ["GONE", "UNCONFIRMED", "Decision", "Knowledge", "Token", "decide", "knowledge"]
 
 #: The version of a session known to have ended (real versions start at 1).
 GONE = 0
+#: When a version only heard of on the feed was confirmed: never.
+UNCONFIRMED = float("-inf")
 #: A cookie issued this far in the future (clock skew between servers) is still fresh.
 CLOCK_SKEW = 5.0
 
@@ -34,34 +37,51 @@ def now() -> float:
 
 
 class Knowledge:
-    """Latest version (or :data:`GONE`) per session digest, with when it was learned."""
+    """Latest version (or :data:`GONE`) per session digest, with when it was confirmed.
+
+    A version is *confirmed* by the server itself: this process's own write, or
+    a read. A version only *heard of* on the feed makes older cookies ask and
+    ends sessions, but vouches for nothing: anyone who can publish on the
+    channel can send a message, and it must never make a copy trusted.
+    """
 
     def __init__(self, retention: float = 60.0) -> None:
         self.retention = retention
-        self._entries: dict[str, tuple[int, float]] = {}
+        # digest -> (version, learned_at, confirmed_at)
+        self._entries: dict[str, tuple[int, float, float]] = {}
         self._order: deque[tuple[float, str]] = deque()
         self._lock = threading.Lock()
 
     def lookup(self, digest: str) -> tuple[int, float] | None:
-        """``(version, learned_at)``, or ``None`` if nothing is known within the window."""
+        """``(version, confirmed_at)``, or ``None`` if nothing is known within the window.
+
+        ``confirmed_at`` is ``UNCONFIRMED`` for a version only heard of on the feed.
+        """
         entry = self._entries.get(digest)
         if entry is None or now() - entry[1] >= self.retention:
             return None
-        return entry
+        return entry[0], entry[2]
 
-    def learn(self, digest: str, version: int, at: float | None = None) -> None:
+    def learn(
+        self, digest: str, version: int, at: float | None = None, *, confirmed: bool = True
+    ) -> None:
         """Record that ``digest`` was at ``version`` (or :data:`GONE`) at time ``at``.
 
         An end is final, and an older version never replaces a newer one.
+        ``confirmed=False`` (the feed) never confirms a version, not even one
+        already known: it only keeps it known.
         """
         at = now() if at is None else at
         with self._lock:
             old = self._entries.get(digest)
+            confirmed_at = at if confirmed else UNCONFIRMED
             if old is not None and old[0] != version and (
                 old[0] == GONE or (version != GONE and version < old[0])
             ):
                 return
-            self._entries[digest] = (version, at)
+            if old is not None and old[0] == version and not confirmed:
+                confirmed_at = old[2]
+            self._entries[digest] = (version, at, confirmed_at)
             self._order.append((at, digest))
             self._prune(at)
 
@@ -85,6 +105,11 @@ class Knowledge:
 
 #: The process-wide knowledge every hybrid session consults.
 knowledge = Knowledge()
+
+if hasattr(os, "register_at_fork"):
+    # A worker forked while the feed thread held the lock would wait for it for
+    # ever: that thread does not exist in the child. What was learned stays true.
+    os.register_at_fork(after_in_child=lambda: setattr(knowledge, "_lock", threading.Lock()))
 
 
 class Decision(enum.Enum):
@@ -122,12 +147,19 @@ def decide(
     feed vouches for the cookie.
     """
     if entry is not None:
-        version, learned_at = entry
+        version, confirmed_at = entry
         if version == GONE:
             return Decision.GONE
         if version > token.version:
             return Decision.ASK  # a newer write is known: never roll back to the cookie
-        if version == token.version and at - learned_at < window:
+        if (
+            version == token.version
+            and at - confirmed_at < window
+            # A confirmation vouches for the window only if nothing could have been
+            # missed since: the feed has listened since then, or (no feed) the
+            # request is not one that must ask.
+            and (feed_since <= confirmed_at if feed_since is not None else not guarded)
+        ):
             return Decision.TRUST  # confirmed at this very version within the window
     age = at - token.issued_at
     if window <= 0 or not -CLOCK_SKEW <= age < window:

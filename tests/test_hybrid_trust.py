@@ -21,7 +21,15 @@ from django_redis import get_redis_connection
 from hybrid_sessions.backends.hybrid import SessionStore, record_digest
 from hybrid_sessions.backends.hybrid.cookie import parse
 from hybrid_sessions.feeds import Feed
-from hybrid_sessions.knowledge import GONE, Decision, Knowledge, Token, decide, knowledge
+from hybrid_sessions.knowledge import (
+    GONE,
+    UNCONFIRMED,
+    Decision,
+    Knowledge,
+    Token,
+    decide,
+    knowledge,
+)
 from hybrid_sessions.stores.base import digest
 
 from .test_hybrid_engine import (
@@ -49,7 +57,14 @@ T = Token(version=3, issued_at=NOW - 10)
         # What this process knows decides first.
         (T, (GONE, NOW - 1), NOW - 100, False, Decision.GONE),
         (T, (4, NOW - 1), NOW - 100, False, Decision.ASK),  # a newer write: never roll back
-        (T, (3, NOW - 1), None, True, Decision.TRUST),  # confirmed at this version just now
+        (T, (3, NOW - 1), None, False, Decision.TRUST),  # confirmed at this version just now
+        (T, (3, NOW - 1), NOW - 100, True, Decision.TRUST),  # ...and the feed listened since
+        # ...but without a feed an unsafe signed-in request asks all the same (an end
+        # elsewhere since the confirmation would go unheard), and so does a cookie
+        # whose confirmation came before the feed's last reconnection.
+        (T, (3, NOW - 1), None, True, Decision.ASK),
+        (Token(3, NOW - 100), (3, NOW - 2), NOW - 1, False, Decision.ASK),
+        (Token(3, NOW - 100), (3, UNCONFIRMED), NOW - 100, False, Decision.ASK),  # only heard
         (T, (3, NOW - 61), None, False, Decision.TRUST),  # an old confirmation: the token's age
         (T, (2, NOW - 1), None, False, Decision.TRUST),  # an older version known: the token wins
         # A healthy feed vouches for tokens issued since it has been listening.

@@ -21,7 +21,7 @@ from django.contrib.sessions.backends.base import UpdateError
 from ...conf import DEFAULT_COOKIE_KEYS, conf
 from ...cookies import log_rejected
 from ...exceptions import MalformedToken, SessionStoreUnavailable
-from ...knowledge import GONE, Decision, Token, decide, knowledge, now
+from ...knowledge import CLOCK_SKEW, GONE, Decision, Token, decide, knowledge, now
 from ...stores.base import ServerStore, StoredSession, digest
 from ...stores.operations import Flow, Get, Touch, call
 from ..base import ServerSessionBase
@@ -67,6 +67,9 @@ class SessionStore(PartialAccess, ServerSessionBase):
         self._resident: dict[str, Any] = {}
         self._token: str | None = None  # the cookie to send, once built
         self._reissue = False
+        # Whether this request knows the version is current: read or written here, or
+        # vouched for by a live feed. Only then may a cookie with a fresh ``iat`` carry it.
+        self._confirmed = False
         #: Set by the middleware for an unsafe request (POST, PUT, PATCH, DELETE).
         self.guarded = False
         self._reset_access()
@@ -126,10 +129,12 @@ class SessionStore(PartialAccess, ServerSessionBase):
             # the server holds the session; the response carries a token.
             data = yield from super()._load_flow()
             self._reissue = self.session_key is not None and not self._unavailable
+            self._confirmed = self._reissue
             return data
         site = hybrid_settings()
         record_key = digest(key)
-        knowledge.retention = max(knowledge.retention, site.window)
+        # A cookie from a server whose clock is ahead is trusted up to CLOCK_SKEW longer.
+        knowledge.retention = max(knowledge.retention, site.window + CLOCK_SKEW)
         entry = knowledge.lookup(record_key)
         feed = self.store.feed()
         if feed is not None:
@@ -144,6 +149,7 @@ class SessionStore(PartialAccess, ServerSessionBase):
         if decision is Decision.GONE:
             return self._ended(record_key)
         if decision is Decision.TRUST:
+            self._confirmed = feed is not None and feed.since is not None
             return self._from_cookie(parsed)
         try:
             record = yield from call(Get(record_key))
@@ -158,6 +164,7 @@ class SessionStore(PartialAccess, ServerSessionBase):
         if record is None:
             return self._ended(record_key)
         knowledge.learn(record_key, record.version)
+        self._confirmed = True
         self._reissue = record.version != parsed.version or not parsed.current_key
         self._base_token = None
         return self._loaded(record)
@@ -209,6 +216,7 @@ class SessionStore(PartialAccess, ServerSessionBase):
             self._session_cache = changes.apply({})
             return None
         knowledge.learn(digest(key), record.version)
+        self._confirmed = True
         served = self._version
         self._session_cache = changes.apply(self._loaded(record))
         self._base_token = None
@@ -314,6 +322,7 @@ class SessionStore(PartialAccess, ServerSessionBase):
         )
         self._base_token = None
         self._reissue = False
+        self._confirmed = True
         self._reset_access()
 
     def _touch_flow(self) -> Flow[None]:
@@ -325,7 +334,10 @@ class SessionStore(PartialAccess, ServerSessionBase):
         if not (yield from call(Touch(digest(key), self._meta(data)))):
             self._ended(digest(key))
             raise UpdateError
-        self._token = self._writer(data).spilled(key, self._version, data)
+        if self._confirmed:
+            # Not for a copy served on the window's word alone: a fresh ``iat`` would
+            # let a stale (replayed) version be served for another window, and so on.
+            self._token = self._writer(data).spilled(key, self._version, data)
         return None
 
     def _only_touch(self) -> bool:
@@ -354,13 +366,22 @@ class SessionStore(PartialAccess, ServerSessionBase):
     # -- what the middleware sends ----------------------------------------------------------
 
     def cookie_value(self) -> str | None:
-        """The cookie for this session's current version, if the response should carry one."""
-        if self._token is None and self._reissue and self._version is not None:
+        """The cookie for this session's current version, if the response should carry one.
+
+        A saved session whose data did not change (``SESSION_SAVE_EVERY_REQUEST``)
+        gets a new cookie (a later ``exp``) if its version is confirmed, else the
+        cookie it came with: never the bare key, and never a stale copy made fresh.
+        """
+        # ``_reissue`` without confirmation: a cookie signed with a fallback key,
+        # re-signed once under the current key (documented: no round trip).
+        if self._token is None and self._version is not None and (
+            self._confirmed or self._reissue
+        ):
             key = self.session_key
             if key is not None and not self._pending:
                 data = self._session_cache
                 self._token = self._writer(data).build(key, self._version, data, self._dumps(data))
-        return self._token
+        return self._token or self._base_token
 
     def needs_cookie(self) -> bool:
         """Whether the response must carry a new cookie though nothing was saved."""
