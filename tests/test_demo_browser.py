@@ -118,9 +118,17 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def text(driver: Any) -> str:
+    """The page's text; read again if the page was replaced while it was being read."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
-    return str(driver.find_element(By.TAG_NAME, "body").text)
+    for attempt in range(3):
+        try:
+            return str(driver.find_element(By.TAG_NAME, "body").text)
+        except WebDriverException:  # "node does not belong to the document": a navigation
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def click(driver: Any, label: str) -> None:
@@ -132,6 +140,9 @@ def click(driver: Any, label: str) -> None:
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.XPATH, f"//button[contains(normalize-space(.), '{label}')]").click()
     WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 10).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
 
 
 def data_in(driver: Any) -> str:
