@@ -101,11 +101,14 @@ def test_an_end_is_final_and_an_older_version_never_replaces_a_newer_one() -> No
     known = Knowledge(retention=60)
     known.learn("a", 5)
     known.learn("a", 4)
-    assert known.lookup("a") is not None
-    assert known.lookup("a")[0] == 5  # type: ignore[index]
+    first = known.lookup("a")
+    assert first is not None
+    assert first[0] == 5
     known.learn("a", GONE)
     known.learn("a", 6)
-    assert known.lookup("a")[0] == GONE  # type: ignore[index]
+    then = known.lookup("a")
+    assert then is not None
+    assert then[0] == GONE
 
 
 # -- a stable key ------------------------------------------------------------------------------
