@@ -21,6 +21,7 @@ from django.test import RequestFactory, override_settings
 from hybrid_sessions import api
 from hybrid_sessions.exceptions import HybridSessionsError, RevocationNotSupported
 from tests.engines import ENGINES, Engine
+from tests.engines import saved_digest as digest_of
 
 SERVER_ENGINES = [e for e in ENGINES if e.server_side]
 COOKIE_ENGINES = [e for e in ENGINES if not e.server_side]
@@ -57,12 +58,6 @@ def signed_in(engine: Engine, user: User, **data: Any) -> SessionBase:
     session.update(data)
     session.save()
     return session
-
-
-def digest_of(session: SessionBase) -> str:
-    value = session.session_digest  # type: ignore[attr-defined]
-    assert isinstance(value, str)
-    return value
 
 
 def request_with(session: SessionBase, user: Any) -> Any:
