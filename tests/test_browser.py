@@ -138,13 +138,18 @@ class OtherBrowser:
 
 def follow(driver: WebDriver, element: WebElement) -> None:
     """Click a link or button and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+    # While the old document is torn down, chromedriver may answer "Node with given id
+    # does not belong to the document" instead of "stale": ask again until it says stale.
+    WebDriverWait(driver, 15, ignored_exceptions=[WebDriverException]).until(
+        expected_conditions.staleness_of(page)
+    )
 
 
 def shoot(driver: WebDriver, folder: Path, name: str) -> None:

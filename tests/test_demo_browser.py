@@ -127,13 +127,18 @@ def text(driver: WebDriver) -> str:
 
 def click(driver: WebDriver, label: str) -> None:
     """Press a form's button and wait for the page the form leads to."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.XPATH, f"//button[contains(normalize-space(.), '{label}')]").click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    # While the old document is torn down, chromedriver may answer "Node with given id
+    # does not belong to the document" instead of "stale": ask again until it says stale.
+    WebDriverWait(driver, 10, ignored_exceptions=[WebDriverException]).until(
+        expected_conditions.staleness_of(page)
+    )
 
 
 def data_in(driver: WebDriver) -> str:
