@@ -88,21 +88,20 @@ def _check_mariadb() -> str | None:
     from django.conf import settings
 
     try:
-        import MySQLdb  # type: ignore[import-untyped]
+        import MySQLdb
     except ImportError as exc:
         return f"mysqlclient is not installed ({exc})"
     conf: dict[str, Any] = settings.DATABASES["mariadb"]
     try:
-        conn = MySQLdb.connect(
-            host=conf["HOST"], port=int(conf["PORT"]), user=conf["USER"],
-            password=conf["PASSWORD"], connect_timeout=3,
-        )
-        try:
+        with contextlib.closing(
+            MySQLdb.connect(
+                host=conf["HOST"], port=int(conf["PORT"]), user=conf["USER"],
+                password=conf["PASSWORD"], connect_timeout=3,
+            )
+        ) as conn:
             conn.cursor().execute(
                 f"CREATE DATABASE IF NOT EXISTS `{conf['NAME']}` CHARACTER SET utf8mb4"
             )
-        finally:
-            conn.close()
     except Exception as exc:
         return f"MariaDB is not reachable ({exc})"
     return None

@@ -165,13 +165,14 @@ BURST = 2000
 
 def _burst(child: subprocess.Popen[str], store: Any) -> dict[str, Any]:
     """A burst of writes from A: what handling their messages costs process B."""
-    assert child.stdin is not None
-    assert child.stdout is not None
+    commands, answers = child.stdin, child.stdout
+    assert commands is not None
+    assert answers is not None
 
     def stats() -> dict[str, float]:
-        child.stdin.write("stats\n")  # type: ignore[union-attr]
-        child.stdin.flush()  # type: ignore[union-attr]
-        return dict(json.loads(child.stdout.readline()))  # type: ignore[union-attr]
+        commands.write("stats\n")
+        commands.flush()
+        return dict(json.loads(answers.readline()))
 
     session = store()
     session["value"] = 0

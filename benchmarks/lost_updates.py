@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from importlib import import_module
 from importlib.util import find_spec
@@ -224,13 +225,10 @@ def create_database(database: str) -> None:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [NAME]).fetchone():
                 conn.execute(f'CREATE DATABASE "{NAME}"')
     elif database == "mariadb":
-        import MySQLdb  # type: ignore[import-untyped, unused-ignore]
+        import MySQLdb
 
-        conn = MySQLdb.connect(host="127.0.0.1", port=3306, user="root", passwd="")
-        try:
-            conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{NAME}` CHARACTER SET utf8mb4")
-        finally:
-            conn.close()
+        with closing(MySQLdb.connect(host="127.0.0.1", port=3306, user="root", passwd="")) as mysql:
+            mysql.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{NAME}` CHARACTER SET utf8mb4")
 
 
 def run_database(database: str, count: int, modes: list[str], redis: bool) -> list[Result]:

@@ -10,6 +10,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from hybrid_sessions import api
+from hybrid_sessions.backends.base import ServerSessionBase
 from hybrid_sessions.feeds import Feed
 
 #: The "3 attempts" rule of the replay test.
@@ -83,7 +84,8 @@ def revoke_all(request: HttpRequest) -> HttpResponse:
 
 def feed(request: HttpRequest) -> JsonResponse:
     """This process's feed health."""
-    store = request.session.get_store()  # type: ignore[attr-defined]
+    assert isinstance(request.session, ServerSessionBase), "the hybrid engine's session"
+    store = request.session.get_store()
     the_feed: Feed | None = store.feed()
     if the_feed is None:
         return JsonResponse({"feed": None})

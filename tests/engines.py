@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
+from django.contrib.sessions.backends.base import SessionBase
+
+from hybrid_sessions.backends.base import ServerSessionBase
 from hybrid_sessions.stores.base import digest
 
 
@@ -41,13 +44,23 @@ class Engine:
 
     def digest_of(self, session_key: str) -> str | None:
         """The store digest behind a cookie value (the hybrid's sits inside its token)."""
-        record_digest = getattr(import_module(self.path), "record_digest", None)
+        record_digest: Callable[[str], str | None] | None = getattr(
+            import_module(self.path), "record_digest", None
+        )
         if record_digest is not None:
-            return record_digest(session_key)  # type: ignore[no-any-return]
+            return record_digest(session_key)
         return digest(session_key)
 
     def __repr__(self) -> str:
         return self.name
+
+
+def saved_digest(session: SessionBase) -> str:
+    """The digest a saved session of a server-side engine is stored under."""
+    assert isinstance(session, ServerSessionBase), "a server-side engine's session"
+    value = session.session_digest
+    assert value is not None, "a saved session has a live record"
+    return value
 
 
 ENGINES: list[Engine] = [

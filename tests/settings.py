@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from typing import Any
 
 from tests.django_suite import ensure_django_tests
 
@@ -57,7 +58,7 @@ _DATABASES = {
 }
 DATABASES = {"default": _DATABASES[DB]}
 
-CACHES = {
+CACHES: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,

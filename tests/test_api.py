@@ -8,7 +8,7 @@ against the engine's store and against loading the session again.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from django.test import RequestFactory, override_settings
 from hybrid_sessions import api
 from hybrid_sessions.exceptions import HybridSessionsError, RevocationNotSupported
 from tests.engines import ENGINES, Engine
+from tests.engines import saved_digest as digest_of
 
 SERVER_ENGINES = [e for e in ENGINES if e.server_side]
 COOKIE_ENGINES = [e for e in ENGINES if not e.server_side]
@@ -51,18 +52,12 @@ def bob(db: Any) -> User:
 def signed_in(engine: Engine, user: User, **data: Any) -> SessionBase:
     """A saved session holding what ``login()`` stores for ``user``."""
     session: SessionBase = engine.store()
-    session["_auth_user_id"] = user._meta.pk.value_to_string(user)  # type: ignore[union-attr]
+    session["_auth_user_id"] = user._meta.pk.value_to_string(user)
     session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.update(data)
     session.save()
     return session
-
-
-def digest_of(session: SessionBase) -> str:
-    value = session.session_digest  # type: ignore[attr-defined]
-    assert isinstance(value, str)
-    return value
 
 
 def request_with(session: SessionBase, user: Any) -> Any:
@@ -114,6 +109,7 @@ def test_list_sessions_puts_the_most_recently_active_first(engine: Engine, alice
 def test_list_sessions_never_exposes_a_session_key(engine: Engine, alice: User) -> None:
     session = signed_in(engine, alice)
     (info,) = api.list_sessions(alice)
+    assert session.session_key is not None
     assert session.session_key not in repr(info)
     assert len(info.digest) == 64
 
@@ -308,7 +304,7 @@ UNSUPPORTED = [e.path for e in COOKIE_ENGINES] + [
 @pytest.mark.parametrize("path", UNSUPPORTED)
 def test_engines_without_a_server_store_refuse_clearly(path: str, alice: User) -> None:
     request = request_with(SessionBase(), alice)
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: api.list_sessions(alice),
         lambda: api.revoke_session(alice, "a" * 64),
         lambda: api.revoke_other_sessions(request),

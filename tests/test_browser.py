@@ -17,13 +17,17 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth.models import User
 
 from tests.engines import ENGINES, Engine
 from tests.test_demo import PASSWORD, _demo_site
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -60,7 +64,7 @@ def live_server(engine: Engine) -> Iterator[Any]:
 
 
 @pytest.fixture
-def chromium() -> Iterator[Any]:
+def chromium() -> Iterator[WebDriver]:
     if CHROMIUM is None or CHROMEDRIVER is None:
         message = "chromium and chromedriver are needed for the browser tests"
         if IN_CI:
@@ -132,18 +136,23 @@ class OtherBrowser:
         return found.group(1) if found else None
 
 
-def follow(driver: Any, element: Any) -> None:
+def follow(driver: WebDriver, element: WebElement) -> None:
     """Click a link or button and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+    # While the old document is torn down, chromedriver may answer "Node with given id
+    # does not belong to the document" instead of "stale": ask again until it says stale.
+    WebDriverWait(driver, 15, ignored_exceptions=[WebDriverException]).until(
+        expected_conditions.staleness_of(page)
+    )
 
 
-def shoot(driver: Any, folder: Path, name: str) -> None:
+def shoot(driver: WebDriver, folder: Path, name: str) -> None:
     # The whole page, however long: the window grows to the document's height.
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, max(900, min(int(height) + 120, 4000)))
@@ -151,7 +160,7 @@ def shoot(driver: Any, folder: Path, name: str) -> None:
     driver.set_window_size(1280, 900)
 
 
-def fits_the_width(driver: Any, scope: str = "body *") -> bool:
+def fits_the_width(driver: WebDriver, scope: str = "body *") -> bool:
     """No horizontal scrolling: neither the page nor any box in ``scope`` (the admin's tables)."""
     return bool(
         driver.execute_script(
@@ -167,7 +176,7 @@ def fits_the_width(driver: Any, scope: str = "body *") -> bool:
     )
 
 
-def admin_log_in(driver: Any, base: str) -> None:
+def admin_log_in(driver: WebDriver, base: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(base + "/admin/login/")
@@ -178,7 +187,7 @@ def admin_log_in(driver: Any, base: str) -> None:
 
 
 def test_revoking_in_the_admin_signs_the_other_browser_out(
-    engine: Engine, live_server: Any, chromium: Any, screens: Path, demo_user: User
+    engine: Engine, live_server: Any, chromium: WebDriver, screens: Path, demo_user: User
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -212,7 +221,7 @@ def test_revoking_in_the_admin_signs_the_other_browser_out(
 
 
 def test_ending_another_device_on_the_devices_page(
-    engine: Engine, live_server: Any, chromium: Any, screens: Path, demo_user: User
+    engine: Engine, live_server: Any, chromium: WebDriver, screens: Path, demo_user: User
 ) -> None:
     from selenium.webdriver.common.by import By
 

@@ -110,6 +110,7 @@ def test_list_prints_one_line_per_live_session(alice: User, bob: User) -> None:
     fields = line.split("\t")
     assert fields[0] == session.session_digest
     assert fields[-2:] == ["203.0.113.7", "Firefox/140"]
+    assert session.session_key is not None
     assert session.session_key not in line
 
 

@@ -495,14 +495,16 @@ LOCKING_ENGINES = {
 def test_a_save_that_loses_every_race_merges_under_a_short_lock(
     monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any]
 ) -> None:
-    from django.contrib.sessions.backends.base import SessionBase
     from django.utils.module_loading import import_string
 
+    from hybrid_sessions.backends.base import ServerSessionBase
     from hybrid_sessions.stores.database import DatabaseStore
 
     with override_settings(**overrides):
-        engine: type[SessionBase] = import_string(overrides["SESSION_ENGINE"] + ".SessionStore")
-        store = engine.get_store()  # type: ignore[attr-defined]
+        engine: type[ServerSessionBase] = import_string(
+            overrides["SESSION_ENGINE"] + ".SessionStore"
+        )
+        store = engine.get_store()
         compare_and_set = DatabaseStore.compare_and_set
         intrusions: list[int] = []
 

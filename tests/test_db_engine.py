@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from hybrid_sessions.backends.db import SessionStore
 from hybrid_sessions.models import Session
@@ -107,20 +108,26 @@ def test_loading_an_unknown_key_creates_no_row_and_forgets_the_key() -> None:
     assert not Session.objects.exists()
 
 
-def test_an_overlong_key_is_refused_before_any_query(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_an_overlong_key_is_refused_before_any_query(
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
     with django_assert_num_queries(0):
         assert SessionStore("k" * 5000).load() == {}
 
 
 @pytest.mark.django_db(transaction=True)
-def test_creating_a_session_is_one_insert(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_creating_a_session_is_one_insert(
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
     session = SessionStore()
     session["a"] = 1
     with django_assert_num_queries(1):
         session.save()
 
 
-def test_load_modify_save_is_one_select_and_one_update(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_load_modify_save_is_one_select_and_one_update(
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
     session = SessionStore()
     session["a"] = 1
     session.save()

@@ -19,13 +19,17 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings
 
 from tests.conftest import IN_CI
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -48,13 +52,8 @@ ENGINES = [
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        webdriver = None
-    if webdriver is None or CHROMIUM is None or CHROMEDRIVER is None:
+def chromium() -> Iterator[WebDriver]:
+    if find_spec("selenium") is None or CHROMIUM is None or CHROMEDRIVER is None:
         message = (
             "Chromium, chromedriver or selenium is missing (Debian: apt-get install chromium "
             "chromium-driver; pip install selenium)"
@@ -62,6 +61,9 @@ def chromium() -> Iterator[Any]:
         if IN_CI:
             pytest.fail(message + " (CI=true: a missing browser is a failure)")
         pytest.skip(message + "; skipping the browser tests")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -117,7 +119,7 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         server.wait(timeout=10)
 
 
-def text(driver: Any) -> str:
+def text(driver: WebDriver) -> str:
     """The page's text; read again if the page was replaced while it was being read."""
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
@@ -131,27 +133,32 @@ def text(driver: Any) -> str:
     raise AssertionError("unreachable")
 
 
-def click(driver: Any, label: str) -> None:
+def click(driver: WebDriver, label: str) -> None:
     """Press a form's button and wait for the page the form leads to."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.XPATH, f"//button[contains(normalize-space(.), '{label}')]").click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    # While the old document is torn down, chromedriver may answer "Node with given id
+    # does not belong to the document" instead of "stale": ask again until it says stale.
+    WebDriverWait(driver, 10, ignored_exceptions=[WebDriverException]).until(
+        expected_conditions.staleness_of(page)
+    )
     WebDriverWait(driver, 10).until(
         lambda d: d.execute_script("return document.readyState") == "complete"
     )
 
 
-def data_in(driver: Any) -> str:
+def data_in(driver: WebDriver) -> str:
     from selenium.webdriver.common.by import By
 
     return str(driver.find_element(By.CSS_SELECTOR, "[data-testid=data-in]").text)
 
 
-def cookie_size(driver: Any) -> int:
+def cookie_size(driver: WebDriver) -> int:
     cookie = driver.get_cookie(settings.SESSION_COOKIE_NAME)
     assert cookie is not None
     return len(cookie["name"]) + 1 + len(cookie["value"])
@@ -159,7 +166,7 @@ def cookie_size(driver: Any) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
-def test_a_visit_to_the_demo(chromium: Any, demo: str, screens: Path, engine: str) -> None:
+def test_a_visit_to_the_demo(chromium: WebDriver, demo: str, screens: Path, engine: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver = chromium

@@ -56,7 +56,7 @@ Inject = Callable[[str], None]
 def _redis_injector() -> Inject:
     channel = SessionStore.get_store().channel()  # type: ignore[attr-defined]
     client = get_redis_connection("default")
-    return lambda text: client.publish(channel, text)  # type: ignore[no-any-return]
+    return lambda text: client.publish(channel, text)
 
 
 @contextmanager
@@ -327,8 +327,12 @@ def test_a_worker_forked_while_the_feed_thread_was_learning_can_learn() -> None:
         pid = os.fork()
         if pid == 0:  # the worker: a learn must not wait for a thread that does not exist
             done = threading.Event()
-            threading.Thread(target=lambda: (knowledge.learn("c" * 64, 1), done.set()),
-                             daemon=True).start()
+
+            def learn() -> None:
+                knowledge.learn("c" * 64, 1)
+                done.set()
+
+            threading.Thread(target=learn, daemon=True).start()
             os._exit(0 if done.wait(3) else 1)
     finally:
         release.set()

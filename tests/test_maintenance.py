@@ -31,7 +31,7 @@ from hybrid_sessions import api
 from hybrid_sessions.maintenance import parse_duration
 from hybrid_sessions.models import Session
 from hybrid_sessions.stores.base import SessionFilter
-from tests.engines import ENGINES, Engine
+from tests.engines import ENGINES, Engine, saved_digest
 
 SERVER_ENGINES = [e for e in ENGINES if e.server_side]
 
@@ -59,9 +59,7 @@ def stored(engine: Engine, user: User | None = None, **data: Any) -> str:
         session["_auth_user_id"] = str(user.pk)
     session.update(data or {"cart": [1]})
     session.save()
-    value = session.session_digest  # type: ignore[attr-defined]
-    assert isinstance(value, str)
-    return value
+    return saved_digest(session)
 
 
 def age(engine: Engine, digest: str, days: int) -> None:

@@ -45,7 +45,8 @@ def alice(db: Any) -> User:
 
 def browse(user: User, **meta: str) -> dict[str, Any]:
     """Log in, make one request that changes the session, and return what the store lists."""
-    client = Client(**meta)
+    client = Client()
+    client.defaults.update(meta)  # what Client(**meta) does, with each value typed as a str
     client.force_login(user)
     assert client.get("/write/", {"visited": "yes"}).status_code == 200
     (info,) = api.list_sessions(user)
@@ -159,11 +160,13 @@ def test_async_saves_keep_the_user_link_and_metadata(engine: Engine, alice: User
     user_id = str(alice.pk)
 
     async def scenario() -> str | None:
-        session = engine.store(ip_address="203.0.113.7", user_agent="First/1")
+        session: SessionBase = engine.store(ip_address="203.0.113.7", user_agent="First/1")
         await session.acreate()
         await session.aset("_auth_user_id", user_id)
         await session.asave()
-        again = engine.store(session.session_key, ip_address="198.51.100.9", user_agent="Second/2")
+        again: SessionBase = engine.store(
+            session.session_key, ip_address="198.51.100.9", user_agent="Second/2"
+        )
         await again.aload()
         await again.aset("cart", [1, 2, 3])
         await again.asave()

@@ -14,6 +14,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.sessions.backends import signed_cookies as django_signed_cookies
+from django.contrib.sessions.backends.base import SessionBase
 from django.core import checks
 from django.test import Client, override_settings
 
@@ -48,6 +49,12 @@ def client_with(token: str) -> Client:
 
 def cookie_of(client: Client) -> str:
     return client.cookies[COOKIE].value
+
+
+def token_of(session: SessionBase) -> str:
+    """The cookie of a saved signed-cookie session: its session key is the token itself."""
+    assert session.session_key is not None
+    return session.session_key
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -128,7 +135,7 @@ def test_a_cookie_of_djangos_own_signed_cookies_engine_reads_as_empty() -> None:
     django_session = django_signed_cookies.SessionStore()
     django_session["user"] = "42"
     django_session.save()
-    response = client_with(django_session.session_key).get("/read/")
+    response = client_with(token_of(django_session)).get("/read/")
     assert (response.status_code, response.json()) == (200, {})
 
 
@@ -176,7 +183,7 @@ def test_the_token_expiry_follows_an_engine_that_overrides_get_session_cookie_ag
     before = int(time.time())
     session.save()
     assert session.get_expiry_age() == 3600
-    assert claims_of(session.session_key)["expires_at"] - before in (3600, 3601)
+    assert claims_of(token_of(session))["expires_at"] - before in (3600, 3601)
 
 
 def test_lowering_session_cookie_age_ends_cookies_already_issued(settings: Any) -> None:
@@ -209,7 +216,7 @@ def test_set_expiry_with_a_duration_sets_exp(expiry: int | timedelta) -> None:
     before = int(time.time())
     session.save()
     seconds = expiry if isinstance(expiry, int) else int(expiry.total_seconds())
-    assert claims_of(session.session_key)["expires_at"] - before in (seconds, seconds + 1)
+    assert claims_of(token_of(session))["expires_at"] - before in (seconds, seconds + 1)
 
 
 def test_set_expiry_with_a_date_sets_exp_to_that_date() -> None:
@@ -217,7 +224,7 @@ def test_set_expiry_with_a_date_sets_exp_to_that_date() -> None:
     session = SessionStore()
     session.set_expiry(when)
     session.save()
-    assert claims_of(session.session_key)["expires_at"] == int(when.timestamp())
+    assert claims_of(token_of(session))["expires_at"] == int(when.timestamp())
 
 
 def test_a_session_past_its_set_expiry_reads_as_empty_through_the_middleware() -> None:
@@ -225,10 +232,10 @@ def test_a_session_past_its_set_expiry_reads_as_empty_through_the_middleware() -
     session["user"] = "42"
     session.set_expiry(60)
     session.save()
-    assert client_with(session.session_key).get("/read/").json()["user"] == "42"
+    assert client_with(token_of(session)).get("/read/").json()["user"] == "42"
     session.set_expiry(-1)
     session.save()
-    assert client_with(session.session_key).get("/read/").json() == {}
+    assert client_with(token_of(session)).get("/read/").json() == {}
 
 
 def test_a_browser_session_cookie_still_carries_an_exp_of_the_cookie_age() -> None:
@@ -236,7 +243,7 @@ def test_a_browser_session_cookie_still_carries_an_exp_of_the_cookie_age() -> No
     session.set_expiry(0)
     before = int(time.time())
     session.save()
-    assert claims_of(session.session_key)["expires_at"] - before in (
+    assert claims_of(token_of(session))["expires_at"] - before in (
         settings.SESSION_COOKIE_AGE,
         settings.SESSION_COOKIE_AGE + 1,
     )
@@ -360,7 +367,7 @@ def test_sessions_are_accepted_up_to_exactly_the_budget_and_refused_beyond() -> 
         session = SessionStore()
         session["blob"] = text[:length]
         session.save()
-        return set_cookie_size(COOKIE, session.session_key, max_age=settings.SESSION_COOKIE_AGE)
+        return set_cookie_size(COOKIE, token_of(session), max_age=settings.SESSION_COOKIE_AGE)
 
     fits, too_long = 0, len(text)
     while too_long - fits > 1:  # the longest blob that still fits, by bisection
@@ -390,7 +397,7 @@ def test_cookie_attributes_count_against_the_budget() -> None:
     session = SessionStore()
     session["blob"] = secrets.token_urlsafe(1000)
     session.save()
-    size = set_cookie_size(COOKIE, session.session_key, max_age=settings.SESSION_COOKIE_AGE)
+    size = set_cookie_size(COOKIE, token_of(session), max_age=settings.SESSION_COOKIE_AGE)
     with (
         override_settings(
             SESSION_COOKIE_DOMAIN="." + "sub." * 10 + "example.com",
@@ -468,6 +475,6 @@ async def async_round_trip() -> None:
     await session.aset("user", "42")
     await session.asave()
     assert await SessionStore(session.session_key).aget("user") == "42"
-    hostile = SessionStore(session.session_key[:-2])
+    hostile = SessionStore(token_of(session)[:-2])
     assert await hostile.aload() == {}
     assert hostile.session_key is None

@@ -447,7 +447,8 @@ def test_set_cookie_size_is_the_length_of_the_cookie_django_sets(
     with override_settings(**cookie_settings):
         value = TokenCodec(PURPOSE).encode({"a": "b" * 100}, expires_at=None)
         response = HttpResponse()
-        # Exactly as SessionMiddleware.process_response calls it.
+        # Exactly as hybrid_sessions.middleware.SessionMiddleware calls it (Django's own
+        # passes ``or None`` where this passes ``bool()``: set_cookie treats both alike).
         response.set_cookie(
             "sessionid",
             value,
@@ -455,8 +456,8 @@ def test_set_cookie_size_is_the_length_of_the_cookie_django_sets(
             expires=None if max_age is None else http_date(1e9 + max_age),
             domain=settings.SESSION_COOKIE_DOMAIN,
             path=settings.SESSION_COOKIE_PATH,
-            secure=settings.SESSION_COOKIE_SECURE or None,
-            httponly=settings.SESSION_COOKIE_HTTPONLY or None,
+            secure=bool(settings.SESSION_COOKIE_SECURE),
+            httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
             samesite=settings.SESSION_COOKIE_SAMESITE,
         )
         emitted = response.cookies["sessionid"].OutputString()

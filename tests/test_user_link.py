@@ -9,7 +9,7 @@ session is kept without its user link, and a warning says why.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import pytest
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
@@ -27,7 +27,7 @@ class UUIDUser(AbstractBaseUser):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
     username = models.CharField(max_length=50, unique=True)
 
-    objects = BaseUserManager()  # type: ignore[var-annotated]
+    objects: ClassVar[BaseUserManager[Self]] = BaseUserManager()
     USERNAME_FIELD = "username"
 
     class Meta:
