@@ -14,23 +14,23 @@ go to the write database so a request always reads its own writes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connections, router, transaction
-from django.db.models import F
+from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.models.functions import Length
 from django.utils import timezone
 
 from ..conf import USER_AGENT_MAX_LENGTH, conf
-from ..feeds import Feed, message, postgres_listener
+from ..feeds import Feed, postgres_listener
 from ..knowledge import GONE
 from ..models import Session
 from .announcing import AnnouncingStore
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
+from .database_contention import DatabaseContention
 from .database_listing import DatabaseListing
 from .sql import RAW, Statements, as_bytes, listening_connection, statements_for
 
@@ -42,7 +42,7 @@ DELETE_CHUNK = 500
 CHANNEL = "hybrid_sessions"
 
 
-class DatabaseStore(DatabaseListing, AnnouncingStore):
+class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
     """Sessions in the ``hybrid_sessions_session`` table.
 
     On PostgreSQL its feed is ``LISTEN``/``NOTIFY`` on the channel
@@ -128,20 +128,8 @@ class DatabaseStore(DatabaseListing, AnnouncingStore):
             cursor.execute(sql, params)
             return list(cursor.fetchall())
 
-    def _live(self, digest: str) -> Any:
-        return self.model.objects.using(self.db).filter(pk=digest, expire_date__gt=timezone.now())
 
     # -- reads ------------------------------------------------------------------
-
-    @staticmethod
-    def _first(qs: Any) -> StoredSession | None:
-        rows = list(qs.values_list("data", "version", "expire_date", "user_id")[:1])
-        if not rows:
-            return None
-        data, version, expires_at, user_id = rows[0]
-        return StoredSession(
-            as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
-        )
 
     def get(self, digest: str) -> StoredSession | None:
         db, sql = self._statements()
@@ -156,22 +144,6 @@ class DatabaseStore(DatabaseListing, AnnouncingStore):
     def exists(self, digest: str) -> bool:
         db, sql = self._statements()
         return self._execute(db, sql.exists, (digest, sql.now(timezone.now()))) is not None
-
-    def _latest(self, digest: str) -> StoredSession | None:
-        """The row as last committed, for a compare-and-set that lost.
-
-        In autocommit mode every read sees the latest commit. Inside a
-        transaction, MariaDB/MySQL at REPEATABLE READ read from the snapshot
-        taken at the transaction's first read, so the version that beat us
-        would stay invisible and every retry would lose again; a locking read
-        sees the latest commit. The lock is the one the retried ``UPDATE``
-        takes anyway, and it ends with the caller's transaction.
-        """
-        qs = self._live(digest)
-        connection = connections[self.db]
-        if not connection.get_autocommit() and connection.features.has_select_for_update:
-            qs = qs.select_for_update()
-        return self._first(qs)
 
     # -- writes -----------------------------------------------------------------
 
@@ -207,46 +179,19 @@ class DatabaseStore(DatabaseListing, AnnouncingStore):
         ]
         key = (meta.ip_address is not None, meta.user_agent is not None)
         channel = self._channel(sql, versions=True)
-        if channel is None:
-            written = bool(self._execute(db, sql.cas[key], params))
-        else:
-            written = self._fetch_all(db, sql.cas_notify[key], [*params, channel]) != []
+        try:
+            if channel is None:
+                written = bool(self._execute(db, sql.cas[key], params))
+            else:
+                written = self._fetch_all(db, sql.cas_notify[key], [*params, channel]) != []
+        except OperationalError as exc:
+            if not self._lost_to_a_deadlock(db, exc):
+                raise
+            written = False  # the server chose this write as the loser: a lost race
         if written:
             self._learn(digest, version + 1)
             return CasResult(ok=True, version=version + 1)
         return CasResult(ok=False, current=self._latest(digest))
-
-    def update_locked(
-        self, digest: str, build: Callable[[StoredSession], tuple[bytes | None, SessionMeta]]
-    ) -> CasResult:
-        """Read the latest row, let ``build`` merge onto it, and write it, under a row lock.
-
-        The way out of a losing streak: a save that lost several compare-and-set
-        races to a writer in a tight loop cannot lose this one. The lock lasts
-        one short transaction (a read and a write), never a request; writes to
-        the same session wait for it, nothing else does. SQLite has no row
-        locks: a first no-op write takes its database write lock instead.
-        """
-        db = self.db
-        with transaction.atomic(using=db):
-            live = self._live(digest)
-            if connections[db].features.has_select_for_update:
-                live = live.select_for_update()
-            elif not live.update(version=F("version")):
-                return CasResult(ok=False)
-            current = self._first(live)
-            if current is None:
-                return CasResult(ok=False)
-            data, meta = build(current)
-            version = current.version + 1
-            self.model.objects.using(db).filter(pk=digest).update(
-                data=data, version=version, **self._fields(meta, timezone.now())
-            )
-            channel = self._channel(self._statements()[1], versions=True)
-            if channel is not None:
-                self._execute(db, "SELECT pg_notify(%s, %s)", [channel, message(digest, version)])
-        self._learn(digest, version)
-        return CasResult(ok=True, version=version)
 
     def touch(self, digest: str, meta: SessionMeta) -> bool:
         # The data is not written, so neither is the user derived from it: a
