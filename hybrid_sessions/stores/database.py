@@ -26,7 +26,7 @@ from django.db.models.functions import Length
 from django.utils import timezone
 
 from ..conf import USER_AGENT_MAX_LENGTH, conf
-from ..feeds import Feed, message, postgres_listener
+from ..feeds import Feed, in_test_environment, message, postgres_listener
 from ..knowledge import GONE
 from ..models import Session
 from .announcing import AnnouncingStore
@@ -41,7 +41,8 @@ class DatabaseStore(AnnouncingStore):
     """Sessions in the ``hybrid_sessions_session`` table.
 
     On PostgreSQL its feed is ``LISTEN``/``NOTIFY`` on the channel
-    :data:`CHANNEL`, per database; on other databases it has none.
+    :data:`CHANNEL`, per database; on other databases it has none, nor in a
+    process running Django's tests (see :func:`~hybrid_sessions.feeds.in_test_environment`).
     """
 
     model = Session
@@ -53,6 +54,8 @@ class DatabaseStore(AnnouncingStore):
         if connection.vendor != "postgresql":
             return None
         if self._feed is None:
+            if in_test_environment():
+                return None  # it would keep the runner from dropping the test database
             self._feed = Feed(f"postgresql:{self.db}", postgres_listener(
                 lambda: listening_connection(self.db), CHANNEL
             ))
