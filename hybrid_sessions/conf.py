@@ -102,6 +102,12 @@ class Settings:
         return value
 
     @property
+    def FEED_IN_TESTS(self) -> bool:
+        """Run the PostgreSQL feed under Django's test runner too (it must then be stopped,
+        with ``hybrid_sessions.feeds.stop_all()``, before the test database is dropped)."""
+        return bool(self._get("FEED_IN_TESTS", False))
+
+    @property
     def GUARD_UNSAFE_REQUESTS(self) -> bool:
         """Without a healthy feed, unsafe requests of signed-in hybrid sessions ask the server."""
         return bool(self._get("GUARD_UNSAFE_REQUESTS", True))

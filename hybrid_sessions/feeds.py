@@ -29,8 +29,8 @@ from typing import Any
 from .knowledge import GONE, knowledge, now
 
 __all__ = [
-    "SUBSCRIBED", "Feed", "FeedStats", "message", "postgres_listener", "redis_listener",
-    "stop_all",
+    "SUBSCRIBED", "Feed", "FeedStats", "in_test_environment", "message", "postgres_listener",
+    "redis_listener", "stop_all",
 ]
 
 logger = logging.getLogger("hybrid_sessions")
@@ -189,6 +189,18 @@ def stop_all() -> None:
     """Stop every feed of this process (before dropping a test database, say)."""
     for feed in list(_feeds):
         feed.stop()
+
+
+def in_test_environment() -> bool:
+    """Whether Django's test environment is set up in this process (its runner, pytest-django).
+
+    The runner drops the test database at the end, which PostgreSQL refuses
+    while a ``LISTEN`` connection is open to it; a test process knows of its
+    own writes without a feed.
+    """
+    from django.test.utils import _TestState
+
+    return hasattr(_TestState, "saved_data")
 
 
 def redis_listener(client: Callable[[], Any], channel: str) -> Listener:
