@@ -22,8 +22,8 @@ from typing import Any
 from benchmarks import cases, endtoend, environment, report, timing
 
 PARTS = ("iocounts", "timing", "endtoend", "lost_updates")
-#: pyperf's options: 8 worker processes of 3 values each, loops calibrated (~8 s a benchmark).
-PYPERF = "--processes 8 --values 3 --warmups 1"
+#: pyperf's options for each round: 2 worker processes of 3 values, loops calibrated.
+PYPERF = "--processes 2 --values 3 --warmups 1"
 QUICK_PYPERF = "--processes 1 --values 1 --warmups 0 --loops 2"
 
 
@@ -36,7 +36,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: "
                         + ", ".join(PARTS))
     parser.add_argument("--pyperf", help=f"options for pyperf (default '{PYPERF}')")
-    parser.add_argument("--rounds", type=int, help="end-to-end rounds (default 3; quick 1)")
+    parser.add_argument("--rounds", type=int,
+                        help="rounds of the timings and of end to end (default 3; quick 1)")
     parser.add_argument("--duration", type=float, help="seconds per end-to-end run (default 2)")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--docs", type=Path, default=environment.ROOT / "docs",
@@ -55,6 +56,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     load_before = os.getloadavg()
     skip = set(args.skip.split(","))
     sizes = tuple(int(s) for s in args.sizes.split(","))
+    rounds = args.rounds or (1 if args.quick else 3)
     environment.setup()
     chosen = cases.select([p for p in args.cases.split(",") if p])
     available = environment.availability(chosen)
@@ -80,7 +82,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         pyperf_args = args.pyperf or (QUICK_PYPERF if args.quick else PYPERF)
         timed = [c.name for c in runnable if c.name not in broken]
         try:
-            results["timing"] = time_cases(pyperf_args, timed, sizes)
+            results["timing"] = time_cases(pyperf_args, timed, sizes, rounds)
         except Exception as exc:  # the other parts still run and are reported
             log(f"the timings failed: {exc}")
             results["timing"] = {"pyperf": pyperf_args, "results": [], "error": str(exc)[-800:]}
@@ -88,7 +90,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if "endtoend" not in skip:
         log(f"end to end ... ({time.monotonic() - started:.0f} s)")
         results["endtoend"] = endtoend.run(chosen, available, endtoend.Options(
-            rounds=args.rounds or (1 if args.quick else 3),
+            rounds=rounds,
             duration=args.duration or (0.3 if args.quick else 2.0),
             sizes=tuple(s for s in sizes if s == 2048) or sizes[:1],
             generator=args.generator, log=log))
@@ -115,28 +117,45 @@ def io_counts(case: cases.Case, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
     return rows
 
 
-def time_cases(pyperf_args: str, names: list[str], sizes: tuple[int, ...]) -> dict[str, Any]:
-    """Run ``benchmarks.timing`` (pyperf) and keep each benchmark's statistics."""
+def time_cases(pyperf_args: str, names: list[str], sizes: tuple[int, ...],
+               rounds: int) -> dict[str, Any]:
+    """Run ``benchmarks.timing`` (pyperf) in rounds and keep each benchmark's statistics.
+
+    Each round runs every benchmark once, so the worker processes of the two sides
+    of a comparison are spread over the whole run (A B A B ...): a busy spell of a
+    shared machine hits both alike. pyperf's statistics come from all rounds' runs
+    merged; a ratio is the median of the per-round ratios.
+    """
     import pyperf
 
+    merged: dict[str, Any] = {}
+    per_round: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "timing.json"
-        environment.run_child(
-            ["-m", "benchmarks.timing", *shlex.split(pyperf_args), "--quiet", "-o", str(out),
-             "--cases", ",".join(names), "--sizes", ",".join(map(str, sizes))], timeout=3600)
-        suite = pyperf.BenchmarkSuite.load(str(out))
+        for n in range(rounds):
+            out = Path(tmp) / f"round{n}.json"
+            environment.run_child(
+                ["-m", "benchmarks.timing", *shlex.split(pyperf_args), "--quiet", "-o",
+                 str(out), "--cases", ",".join(names), "--sizes", ",".join(map(str, sizes))],
+                timeout=3600)
+            for bench in pyperf.BenchmarkSuite.load(str(out)).get_benchmarks():
+                name = bench.get_name()
+                per_round.setdefault(name, []).append(bench.median() * 1e6)
+                if name in merged:
+                    merged[name].add_runs(bench)
+                else:
+                    merged[name] = bench
+            log(f"  pyperf: round {n + 1} of {rounds} done")
     rows = []
-    for bench in suite.get_benchmarks():
-        level, case, size, cycle = timing.parse_name(bench.get_name())
+    for name, bench in merged.items():
+        level, case, size, cycle = timing.parse_name(name)
         values = bench.get_values()
         rows.append({
             "level": level, "case": case, "size": size, "cycle": cycle,
             "median_us": bench.median() * 1e6, "mean_us": bench.mean() * 1e6,
             "stdev_us": (bench.stdev() if len(values) > 1 else 0.0) * 1e6,
-            "values": len(values), "processes": bench.get_nrun(),
-            "loops": bench.get_total_loops(),
+            "values": len(values), "rounds_us": per_round[name],
         })
-    return {"pyperf": pyperf_args, "results": rows}
+    return {"pyperf": pyperf_args, "rounds": rounds, "results": rows}
 
 
 def profile_missed(results: dict[str, Any], quick: bool) -> dict[str, Any]:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,18 @@ def timing_row(results: dict[str, Any], level: str, case: str, size: int,
 
 def ratio(results: dict[str, Any], level: str, case: str, baseline: str, size: int,
           cycle: str) -> tuple[float, float] | None:
-    """Ours over the baseline (medians), and the ratio's relative spread (from both stdevs)."""
+    """Ours over the baseline, and the ratio's relative spread (from both stdevs).
+
+    The ratio is the median of the per-round ratios of medians (paired in time).
+    """
     ours = timing_row(results, level, case, size, cycle)
     base = timing_row(results, level, baseline, size, cycle)
     if not ours or not base:
         return None
     spread = math.hypot(ours["stdev_us"] / ours["median_us"], base["stdev_us"] / base["median_us"])
-    return ours["median_us"] / base["median_us"], spread
+    pairs = [o / b for o, b in zip(ours.get("rounds_us", []), base.get("rounds_us", []),
+                                   strict=False)]
+    return (statistics.median(pairs) if pairs else ours["median_us"] / base["median_us"]), spread
 
 
 def endtoend_row(results: dict[str, Any], case: str, size: int, mode: str) -> dict[str, Any]:
@@ -105,7 +111,7 @@ def targets_section(results: dict[str, Any]) -> list[str]:
                                                                   "Request", "Met"], rows,
                    "52 12 12 12 12")]
     parts.append(
-        "*Engine* is the ratio of median times of ``SessionStore`` alone; *request* the same "
+        "*Engine* is the ratio of times of ``SessionStore`` alone; *request* the same "
         "through Django's ``SessionMiddleware``, a request carrying the cookie the previous "
         "response set. A target is met when both are within its limit. The end-to-end target "
         "is requests per second under gunicorn over the same app's with no session "
@@ -167,12 +173,14 @@ def timing_section(results: dict[str, Any], images: list[str]) -> list[str]:
     timed = results["timing"]["results"]
     parts = [
         "In process\n----------\n",
-        "Timed with pyperf (options ``" + results["timing"]["pyperf"] + "``): worker "
+        f"Timed with pyperf in {results['timing'].get('rounds', 1)} rounds, each running every "
+        "benchmark once (options ``" + results["timing"]["pyperf"] + "``): worker "
         "processes, loops calibrated, warm-ups discarded. Each worker sets Django up for one "
         "engine, creates a session of the size with realistic data (a cart, recently viewed "
         "items, messages, a form draft) and checks it loads back whole. *load* opens the "
         "session and reads one key; *modify* also sets one key and saves. Times are medians "
-        "in µs with the standard deviation over all values.\n",
+        "in µs with the standard deviation over all values; a ratio is the median over rounds "
+        "of the per-round ratios, so that the two sides are compared at the same time.\n",
     ]
     parts += [image(n, f"Time per cycle of each engine, {size_label(int(n[16:-4]))} sessions")
               for n in images if n.startswith("benchmarks-time-")]
