@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -116,14 +117,21 @@ def targets_section(results: dict[str, Any]) -> list[str]:
         "response set. A target is met when both are within its limit. The end-to-end target "
         "is requests per second under gunicorn over the same app's with no session "
         "middleware.\n")
-    missed = [v for v in found if v["status"] == "missed"]
-    if missed:
-        parts.append("Why the missed targets miss, from this run's own I/O counts and "
-                     "profiles (:doc:`performance` gives the reasons that hold on any "
-                     "machine):\n")
-        for v in missed:
-            parts.append(f"{v['target'].text}\n" + "".join(
-                f"    {line}\n\n" for line in why(results, v)))
+    return parts
+
+
+def misses_section(results: dict[str, Any]) -> list[str]:
+    missed = [v for v in verdicts(results) if v["status"] == "missed"]
+    if not missed:
+        return []
+    parts = ["Missed targets\n--------------\n",
+             "What this run shows about each miss: whether the noise covers the limit, the "
+             "server I/O of each side, and where ours spends its time per cycle (µs of own "
+             "time under cProfile, which inflates it; SessionStore, then middleware). "
+             ":doc:`performance` gives the reasons that hold on any machine.\n"]
+    for v in missed:
+        parts.append(f"{v['target'].text}\n" + "".join(
+            f"    * {line}\n" for line in why(results, v)))
     return parts
 
 
@@ -133,27 +141,38 @@ def why(results: dict[str, Any], v: dict[str, Any]) -> list[str]:
     if v["spread"] and any(abs(v[k] - target.limit) <= v["spread"]
                            for k in ("engine", "request") if v[k] is not None):
         notes.append(f"Within the noise: the ratio's spread (±{v['spread']:.2f}, from both "
-                     "sides' standard deviations) covers the limit.")
+                     "sides' standard deviations) covers the limit")
     kind = {"load": "read", "modify": "write"}.get(target.cycle, target.cycle)
     ours, base = io_cell(results, target.case, target.size, kind), \
         io_cell(results, target.baseline, target.size, kind)
     if target.baseline != "none":
         notes.append(f"Server I/O per {kind} request: ours {ours}; "
-                     f"{label(target.baseline)} {base}.")
+                     f"{label(target.baseline)} {base}")
     elif ours != "none":
-        notes.append(f"Server I/O per {kind} request: {ours}.")
+        notes.append(f"Server I/O per {kind} request: {ours}")
     for level in ("engine", "request"):
         rows = (results.get("profiles") or {}).get(
             f"{level}/{target.case}/{target.size}/{target.cycle}")
         if rows:
-            top = "; ".join(f"``{r['function']}`` {r['us']:.1f}" for r in rows)
-            notes.append(f"Own time of ours per cycle in µs, {LEVEL_LABELS[level]} "
-                         f"(cProfile, which inflates it): {top}.")
+            top = ", ".join(f"``{short_function(r['function'])}`` {r['us']:.0f}"
+                            for r in rows[:4])
+            notes.append(f"{LEVEL_LABELS[level]}: {top}")
     if target.endtoend:
         notes += [f"{label(name)} reaches {row['vs_none']:.2f} of the no-session rate in the "
-                  "same run." for name in ("django.signed", "ours.signed")
+                  "same run" for name in ("django.signed", "ours.signed")
                   if "vs_none" in (row := endtoend_row(results, name, target.size, "read"))]
-    return notes or ["No profile was taken in this run."]
+    return notes or ["No profile was taken in this run"]
+
+
+def short_function(text: str) -> str:
+    """``socket.sendall`` for a built-in's long name, ``module.py:function`` for Python's."""
+    if match := re.fullmatch(r"<method '(\w+)' of '(?:\w+\.)*_?(\w+)' objects>", text):
+        return f"{match[2]}.{match[1]}"
+    if match := re.fullmatch(r"<built-in method (?:\w+\.)*?_?([\w.]+)>", text):
+        return match[1]
+    if match := re.fullmatch(r"(\S+) \((?:.*/)?([^/:]+):\d+\)", text):
+        return f"{match[2]}:{match[1]}"
+    return text
 
 
 def io_cell(results: dict[str, Any], case: str, size: int, kind: str) -> str:
@@ -296,6 +315,7 @@ def render(results: dict[str, Any], images: list[str]) -> str:
         "remove, the noise that sharing adds.\n")
     parts += [image(n, "Ratios to Django's engines against each target's limit")
               for n in images if "targets" in n]
+    parts += misses_section(results)
     if results.get("timing"):
         parts += timing_section(results, images)
     if results.get("endtoend"):
