@@ -71,12 +71,12 @@ def create_database(server: str) -> None:
     elif server == "mariadb":
         import MySQLdb  # type: ignore[import-untyped, unused-ignore]
 
-        conn = MySQLdb.connect(host=str(settings.DATABASES["mariadb"]["HOST"]), user="root",
-                               connect_timeout=3)
+        maria = MySQLdb.connect(host=str(settings.DATABASES["mariadb"]["HOST"]), user="root",
+                                connect_timeout=3)
         try:
-            conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+            maria.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
         finally:
-            conn.close()
+            maria.close()
     elif server == "redis":
         from django_redis import get_redis_connection
 
