@@ -76,7 +76,7 @@ def create_database(server: str) -> None:
         try:
             maria.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
         finally:
-            maria.close()
+            maria.close()  # type: ignore[no-untyped-call, unused-ignore]
     elif server == "redis":
         from django_redis import get_redis_connection
 
