@@ -1,10 +1,10 @@
-"""``python -m benchmarks``: the whole run, then the docs page, charts and raw numbers.
+"""``python -m benchmarks``: one run of every part, then the docs page, charts and JSON.
 
-Order: I/O counts (fast, and they show every engine works through the
-middleware), the in-process rounds, profiles of any missed in-process target,
-then the end-to-end rounds under gunicorn, and the same read request inside
-Django's handler without HTTP. Writes ``docs/benchmarks.rst``,
-``docs/_static/benchmarks-*.png`` and ``docs/_static/benchmarks.json``.
+Parts, in order: I/O counts per request (they also show every engine works
+through the middleware), the in-process timings under pyperf, a profile of our
+side of each missed in-process target, end to end under gunicorn, and the
+lost-updates experiment on PostgreSQL. ``--quick`` is a smoke run of the same
+parts with tiny counts: its numbers say the harness works, nothing more.
 """
 
 from __future__ import annotations
@@ -14,36 +14,33 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cases, environment, report
+from benchmarks import cases, endtoend, environment, report, timing
 
-QUICK = {"rounds": 3, "batch_ms": 10.0, "e2e_rounds": 1, "duration": 1.0, "handler_rounds": 2}
-DEFAULT = {"rounds": 20, "batch_ms": 50.0, "e2e_rounds": 2, "duration": 2.0, "handler_rounds": 10}
-#: End to end leaves MariaDB out by default: in process covers it, and the run stays short.
-E2E_DEFAULT_SKIP = ("maria",)
+PARTS = ("iocounts", "timing", "endtoend", "lost_updates")
+#: pyperf's options for each round: 2 worker processes of 3 values, loops calibrated.
+PYPERF = "--processes 2 --values 3 --warmups 1"
+QUICK_PYPERF = "--processes 1 --values 1 --warmups 0 --loops 2"
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run (~3 minutes)")
-    parser.add_argument("--rounds", type=int, help="in-process rounds (default 20; quick 3)")
-    parser.add_argument("--batch-ms", type=float, help="in-process batch length (default 50)")
-    parser.add_argument("--e2e-rounds", type=int, help="end-to-end rounds (default 2; quick 1)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run with tiny counts")
+    parser.add_argument("--cases", default="", help="comma-separated fragments of case names, "
+                        "e.g. 'hybrid,signed' (the baselines they are compared with come along)")
+    parser.add_argument("--sizes", default=",".join(map(str, cases.SIZES)))
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: "
+                        + ", ".join(PARTS))
+    parser.add_argument("--pyperf", help=f"options for pyperf (default '{PYPERF}')")
+    parser.add_argument("--rounds", type=int,
+                        help="rounds of the timings and of end to end (default 3; quick 1)")
     parser.add_argument("--duration", type=float, help="seconds per end-to-end run (default 2)")
-    parser.add_argument("--engines", default="",
-                        help="comma-separated fragments of case names, e.g. 'db.pg,hybrid' "
-                             "(the Django baselines they compare with come along)")
-    parser.add_argument("--e2e-engines", default=None,
-                        help="the same for end to end (default: every case but MariaDB's)")
-    parser.add_argument("--sizes", default="100,2048,20480")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
-    parser.add_argument("--skip", default="",
-                        help="comma-separated parts to leave out: iocounts, inprocess, endtoend, "
-                             "handler")
-    parser.add_argument("--docs", default=str(environment.ROOT / "docs"),
+    parser.add_argument("--docs", type=Path, default=environment.ROOT / "docs",
                         help="where benchmarks.rst and _static/ are written")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the page and charts from the saved JSON")
@@ -54,115 +51,155 @@ def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def measure(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    from benchmarks import endtoend, handler, inprocess, iocounts
-
-    preset = QUICK if args.quick else DEFAULT
-    rounds = args.rounds or int(preset["rounds"])
-    batch_ms = args.batch_ms or preset["batch_ms"]
-    e2e_rounds = args.e2e_rounds or int(preset["e2e_rounds"])
-    duration = args.duration or preset["duration"]
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    skip = set(args.skip.split(","))
     sizes = tuple(int(s) for s in args.sizes.split(","))
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-
-    started, load_before = time.monotonic(), _load()
+    rounds = args.rounds or (1 if args.quick else 3)
     environment.setup()
-    chosen = cases.select([p for p in args.engines.split(",") if p])
+    chosen = cases.select([p for p in args.cases.split(",") if p])
     available = environment.availability(chosen)
     for name, reason in available.items():
         if reason:
             log(f"{name}: {reason}")
     runnable = [c for c in chosen if not available[c.name]]
     environment.prepare_stores(runnable)
-
-    results: dict[str, Any] = {
-        "meta": {
-            "started": report.now(),
-            "command": " ".join(["python -m benchmarks", *map(shlex.quote, argv)]),
-            "quick": args.quick,
-            "machine": environment.machine(),
-            "versions": environment.versions(),
-            "availability": available,
-        }
-    }
+    results: dict[str, Any] = {"meta": {
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": " ".join(["python -m benchmarks", shlex.join(argv)]).strip(),
+        "quick": args.quick, "machine": environment.machine(),
+        "versions": environment.versions(), "availability": available,
+    }}
     if "iocounts" not in skip:
-        log(f"I/O counts ... ({time.monotonic() - started:.0f} s)")
-        results["iocounts"] = iocounts.run(chosen, available, sizes)
-    if "inprocess" not in skip:
-        log(f"in process ... ({time.monotonic() - started:.0f} s)")
-        results["inprocess"] = inprocess.run(
-            chosen, available,
-            inprocess.Options(rounds=rounds, batch_ms=batch_ms, sizes=sizes, log=log),
-        )
-        log(f"profiling missed targets ... ({time.monotonic() - started:.0f} s)")
-        results["profiles"] = profile_missed(results)
-    environment.close_connections()
-    # The parts that run each case in its own process (gunicorn, the handler) share one choice.
-    if args.e2e_engines is None:
-        e2e = [c for c in chosen if not any(s in c.name for s in E2E_DEFAULT_SKIP)]
-    else:
-        e2e = cases.select([p for p in args.e2e_engines.split(",") if p], chosen)
+        log("I/O counts ...")
+        results["iocounts"] = [row for case in runnable if case.engine
+                               for row in io_counts(case, sizes)]
+    broken = {r["case"] for r in results.get("iocounts", []) if r["status"] != "ok"
+              and r["size"] in cases.BY_NAME[r["case"]].sizes}
+    if "timing" not in skip:
+        log(f"in process, with pyperf ... ({time.monotonic() - started:.0f} s)")
+        pyperf_args = args.pyperf or (QUICK_PYPERF if args.quick else PYPERF)
+        timed = [c.name for c in runnable if c.name not in broken]
+        try:
+            results["timing"] = time_cases(pyperf_args, timed, sizes, rounds)
+        except Exception as exc:  # the other parts still run and are reported
+            log(f"the timings failed: {exc}")
+            results["timing"] = {"pyperf": pyperf_args, "results": [], "error": str(exc)[-800:]}
+        results["profiles"] = profile_missed(results, args.quick)
     if "endtoend" not in skip:
         log(f"end to end ... ({time.monotonic() - started:.0f} s)")
-        results["endtoend"] = endtoend.run(
-            e2e, available,
-            endtoend.Options(rounds=e2e_rounds, duration=duration, sizes=sizes,
-                             generator=args.generator, log=log),
-        )
-    if "handler" not in skip:
-        log(f"inside Django's handler ... ({time.monotonic() - started:.0f} s)")
-        results["handler"] = handler.run(
-            e2e, available, rounds=int(preset["handler_rounds"]), sizes=sizes, log=log,
-        )
-    results["meta"]["elapsed_s"] = time.monotonic() - started
-    results["meta"]["load_average"] = {"before": load_before, "after": _load()}
+        results["endtoend"] = endtoend.run(chosen, available, endtoend.Options(
+            rounds=rounds,
+            duration=args.duration or (0.3 if args.quick else 2.0),
+            sizes=tuple(s for s in sizes if s == 2048) or sizes[:1],
+            generator=args.generator, log=log))
+    if "lost_updates" not in skip and not available.get("ours.db.pg", "not chosen"):
+        log(f"lost updates ... ({time.monotonic() - started:.0f} s)")
+        results["lost_updates"] = lost_updates(5 if args.quick else 100)
+    if any(c.redis for c in runnable):
+        environment.clear_redis()
+    results["meta"]["elapsed_s"] = round(time.monotonic() - started)
+    results["meta"]["load_average"] = [list(load_before), list(os.getloadavg())]
     return results
 
 
-def profile_missed(results: dict[str, Any]) -> dict[str, Any]:
-    """cProfile of our side of every missed in-process target: where its time goes."""
-    from benchmarks import inprocess
+def io_counts(case: cases.Case, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The I/O counts of one case, in a process of its own, or why they failed."""
+    mine = [s for s in sizes if s in case.sizes] or list(case.sizes)
+    try:
+        rows: list[dict[str, Any]] = json.loads(environment.run_child(
+            ["-m", "benchmarks.iocounts", "--sizes", ",".join(map(str, mine))],
+            case).splitlines()[-1])
+    except Exception as exc:
+        rows = [{"case": case.name, "size": s, "status": "error", "message": str(exc)[-300:]}
+                for s in mine]
+    return rows
 
+
+def time_cases(pyperf_args: str, names: list[str], sizes: tuple[int, ...],
+               rounds: int) -> dict[str, Any]:
+    """Run ``benchmarks.timing`` (pyperf) in rounds and keep each benchmark's statistics.
+
+    Each round runs every benchmark once, so the worker processes of the two sides
+    of a comparison are spread over the whole run (A B A B ...): a busy spell of a
+    shared machine hits both alike. pyperf's statistics come from all rounds' runs
+    merged; a ratio is the median of the per-round ratios.
+    """
+    import pyperf
+
+    merged: dict[str, Any] = {}
+    per_round: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(rounds):
+            out = Path(tmp) / f"round{n}.json"
+            environment.run_child(
+                ["-m", "benchmarks.timing", *shlex.split(pyperf_args), "--quiet", "-o",
+                 str(out), "--cases", ",".join(names), "--sizes", ",".join(map(str, sizes))],
+                timeout=3600)
+            for bench in pyperf.BenchmarkSuite.load(str(out)).get_benchmarks():
+                name = bench.get_name()
+                per_round.setdefault(name, []).append(bench.median() * 1e6)
+                if name in merged:
+                    merged[name].add_runs(bench)
+                else:
+                    merged[name] = bench
+            log(f"  pyperf: round {n + 1} of {rounds} done")
+    rows = []
+    for name, bench in merged.items():
+        level, case, size, cycle = timing.parse_name(name)
+        values = bench.get_values()
+        rows.append({
+            "level": level, "case": case, "size": size, "cycle": cycle,
+            "median_us": bench.median() * 1e6, "mean_us": bench.mean() * 1e6,
+            "stdev_us": (bench.stdev() if len(values) > 1 else 0.0) * 1e6,
+            "values": len(values), "rounds_us": per_round[name],
+        })
+    return {"pyperf": pyperf_args, "rounds": rounds, "results": rows}
+
+
+def profile_missed(results: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """cProfile of our side of every missed in-process target, each in a fresh process."""
     profiles: dict[str, Any] = {}
-    for verdict in report.evaluate(results):
-        if verdict["status"] != "missed" or verdict["cycle"] not in inprocess.CYCLES:
-            continue
-        key = f"{verdict['case']}|{verdict['size']}|{verdict['cycle']}"
-        if key in profiles:
-            continue
-        case = cases.BY_NAME[verdict["case"]]
-        try:
-            slot = inprocess.create_session(case, verdict["size"])
-            n = 200 if verdict["cycle"] == "load" else 50
-            profiles[key] = {"ours": inprocess.profile(case, slot, verdict["cycle"], n)}
-        except Exception as exc:  # a profile is a bonus, not the result
-            log(f"profiling {case.name} failed: {exc}")
+    for verdict in report.verdicts(results):
+        target = verdict["target"]
+        for level in ("engine", "request"):
+            if target.endtoend or verdict[level] is None or target.met(verdict[level]):
+                continue
+            bench = timing.name(level, target.case, target.size, target.cycle)
+            if quick and profiles:
+                return profiles
+            try:
+                profiles[bench] = json.loads(environment.run_child(
+                    ["-m", "benchmarks.timing", "--profile", bench, "20" if quick else "300"]))
+            except Exception as exc:  # a profile explains a miss; it is not the result
+                log(f"profiling {bench} failed: {exc}")
     return profiles
+
+
+def lost_updates(requests: int) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "lost.json"
+        environment.run_child(["-m", "benchmarks.lost_updates", "--databases", "postgres",
+                               "--requests", str(requests), "--json", str(out)])
+        rows: list[dict[str, Any]] = json.loads(out.read_text())
+        return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    docs = Path(args.docs)
-    data_file = docs / "_static" / "benchmarks.json"
+    data = args.docs / "_static" / "benchmarks.json"
     if args.report_only:
-        results = json.loads(data_file.read_text())
+        results = json.loads(data.read_text())
     else:
         results = measure(args, argv)
-        data_file.parent.mkdir(parents=True, exist_ok=True)
-        data_file.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    page = report.write(results, docs)
-    verdicts = report.evaluate(results)
-    for v in verdicts:
-        measured = f"{v['ratio']:.2f}" if "ratio" in v else "n/a"
-        log(f"{v['status']:>12}  {measured:>5}  {v['target']}, {report.size_label(v['size'])}, "
-            f"{v['cycle']}")
-    log(f"wrote {page} and {data_file}"
-        f" in {results['meta'].get('elapsed_s', 0):.0f} s")
+        data.parent.mkdir(parents=True, exist_ok=True)
+        data.write_text(json.dumps(results, indent=1) + "\n")
+    page = report.write(results, args.docs)
+    for v in report.verdicts(results):
+        log(f"{report.met_text(v):>8}  {report.measured_text(v):>14}  {v['target'].text}")
+    log(f"wrote {page} and {data} ({results['meta']['elapsed_s']} s)")
     return 0
 
 

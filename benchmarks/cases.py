@@ -1,17 +1,20 @@
-"""The engines under test: ours and Django's, each with the stores it runs on.
+"""What is measured: the engines (ours and Django's), the sizes, and the targets.
 
-A case is one engine on one store. Every case of ours names the Django cases it
-is compared with; a ratio below 1.0 means ours is faster.
+A case is one engine on one store. The targets are the one place where a goal
+and its limit are written down; the report judges every run against them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any
 
-#: Database aliases of ``benchmarks.settings`` and the server each needs.
-DATABASE_SERVERS = {"sqlite": None, "postgres": "postgres", "mariadb": "mariadb"}
+#: Serialised session sizes: an anonymous visitor, a logged-in shopper, a large form.
+SIZES = (100, 2048, 20480)
+#: ``load``: open the session and read one key; ``modify``: also set one key and save.
+CYCLES = ("load", "modify")
+#: ``engine``: ``SessionStore`` alone; ``request``: through our ``SessionMiddleware``.
+LEVELS = ("engine", "request")
 
 
 @dataclass(frozen=True)
@@ -21,105 +24,132 @@ class Case:
     name: str
     label: str
     engine: str | None
-    ours: bool = False
-    database: str | None = None
+    database: str | None = None  # "postgres", "mariadb", "sqlite"
     redis: bool = False
+    sizes: tuple[int, ...] = SIZES
     settings: dict[str, Any] = field(default_factory=dict)
-    baselines: tuple[str, ...] = ()
+    default: bool = True  # part of a run unless asked for by name
 
     @property
-    def cookie_only(self) -> bool:
-        """No server store at all: the session key is the cookie value itself."""
-        return self.engine is not None and self.engine.endswith("signed_cookies")
-
-    @property
-    def alias(self) -> str:
-        """The ``DATABASES`` alias of ``benchmarks.settings`` this case uses."""
-        return "default" if self.database in (None, "sqlite") else self.database
+    def ours(self) -> bool:
+        return self.name.startswith("ours.")
 
     @property
     def servers(self) -> tuple[str, ...]:
-        """The servers this case needs running (``postgres``, ``mariadb``, ``redis``)."""
-        needed: list[str] = []
-        server = DATABASE_SERVERS.get(self.database or "sqlite")
-        if server:
-            needed.append(server)
-        if self.redis:
-            needed.append("redis")
-        return tuple(needed)
-
-    def import_error(self) -> str | None:
-        """Why this engine cannot be imported, or ``None`` if it can."""
-        if self.engine is None:
-            return None
-        try:
-            module = import_module(self.engine)
-            module.SessionStore  # noqa: B018 - the attribute must exist
-        except Exception as exc:  # any failure means "not available"
-            return f"{type(exc).__name__}: {exc}"
-        return None
+        """The servers this case needs running."""
+        return tuple(s for s in (self.database, "redis" if self.redis else None)
+                     if s and s != "sqlite")
 
     def session_settings(self) -> dict[str, Any]:
-        """The settings that make this case the active session engine."""
         values: dict[str, Any] = {"SESSION_ENGINE": self.engine} if self.engine else {}
-        values.update(self.settings)
-        return values
+        return {**values, **self.settings}
 
 
-_CACHE = "hybrid_sessions.backends.cache"
-_DB = "hybrid_sessions.backends.db"
+_COOKIE = (100, 2048)  # 20 KB does not fit in a cookie
+_DJANGO, _OURS = "django.contrib.sessions.backends.", "hybrid_sessions.backends."
 
-DJANGO_CASES: list[Case] = [
-    Case("django.db.sqlite", "Django db (SQLite)", "django.contrib.sessions.backends.db",
-         database="sqlite"),
-    Case("django.db.pg", "Django db (PostgreSQL)", "django.contrib.sessions.backends.db",
-         database="postgres"),
-    Case("django.db.maria", "Django db (MariaDB)", "django.contrib.sessions.backends.db",
-         database="mariadb"),
-    Case("django.cache", "Django cache (django-redis)", "django.contrib.sessions.backends.cache",
-         redis=True),
-    Case("django.cached_db.pg", "Django cached_db (PostgreSQL + Redis)",
-         "django.contrib.sessions.backends.cached_db", database="postgres", redis=True),
-    Case("django.signed", "Django signed_cookies",
-         "django.contrib.sessions.backends.signed_cookies"),
+CASES: list[Case] = [
+    Case("none", "no session", None, sizes=(2048,)),
+    Case("django.signed", "Django signed_cookies", _DJANGO + "signed_cookies", sizes=_COOKIE),
+    Case("ours.signed", "signed_cookies", _OURS + "signed_cookies", sizes=_COOKIE),
+    Case("ours.hybrid", "hybrid (spills to cache)", _OURS + "hybrid", redis=True,
+         settings={"HYBRID_SESSIONS_SPILL_ENGINE": _OURS + "cache"}),
+    Case("django.cache", "Django cache", _DJANGO + "cache", redis=True),
+    Case("ours.cache", "cache", _OURS + "cache", redis=True),
+    Case("django.db.pg", "Django db (PostgreSQL)", _DJANGO + "db", database="postgres",
+         sizes=(2048,)),
+    Case("ours.db.pg", "db (PostgreSQL)", _OURS + "db", database="postgres", sizes=(2048,)),
+    # Only when named (``--cases db.sqlite,db.maria``): the same comparison on other databases.
+    Case("django.db.sqlite", "Django db (SQLite)", _DJANGO + "db", database="sqlite",
+         sizes=(2048,), default=False),
+    Case("ours.db.sqlite", "db (SQLite)", _OURS + "db", database="sqlite", sizes=(2048,),
+         default=False),
+    Case("django.db.maria", "Django db (MariaDB)", _DJANGO + "db", database="mariadb",
+         sizes=(2048,), default=False),
+    Case("ours.db.maria", "db (MariaDB)", _OURS + "db", database="mariadb", sizes=(2048,),
+         default=False),
 ]
-
-OUR_CASES: list[Case] = [
-    Case("ours.db.sqlite", "db (SQLite)", _DB, ours=True, database="sqlite",
-         baselines=("django.db.sqlite",)),
-    Case("ours.db.pg", "db (PostgreSQL)", _DB, ours=True, database="postgres",
-         baselines=("django.db.pg",)),
-    Case("ours.db.maria", "db (MariaDB)", _DB, ours=True, database="mariadb",
-         baselines=("django.db.maria",)),
-    Case("ours.cache", "cache (django-redis)", _CACHE, ours=True, redis=True,
-         baselines=("django.cache",)),
-    Case("ours.signed", "signed_cookies (JWT)", "hybrid_sessions.backends.signed_cookies",
-         ours=True, baselines=("django.signed",)),
-    Case("ours.hybrid.cache", "hybrid, spill to cache", "hybrid_sessions.backends.hybrid",
-         ours=True, redis=True, settings={"HYBRID_SESSIONS_SPILL_ENGINE": _CACHE},
-         baselines=("django.signed", "django.cache")),
-    Case("ours.hybrid.pg", "hybrid, spill to db (PostgreSQL)", "hybrid_sessions.backends.hybrid",
-         ours=True, database="postgres", settings={"HYBRID_SESSIONS_SPILL_ENGINE": _DB},
-         baselines=("django.signed", "django.db.pg")),
-]
-
-#: The end-to-end reference: the same app with no session middleware at all.
-NO_SESSION = Case("none", "no session (baseline)", None)
-
-ALL_CASES: list[Case] = DJANGO_CASES + OUR_CASES
-BY_NAME: dict[str, Case] = {c.name: c for c in [*ALL_CASES, NO_SESSION]}
+BY_NAME: dict[str, Case] = {c.name: c for c in CASES}
 
 
-def select(patterns: list[str] | None, cases: list[Case] | None = None) -> list[Case]:
-    """The cases whose name contains any of ``patterns`` (all when none are given).
+def label(name: str) -> str:
+    case = BY_NAME.get(name)
+    return case.label if case else name
 
-    A case of ours pulls in its baselines so every ratio it has can be computed.
+
+def select(patterns: list[str]) -> list[Case]:
+    """The default cases, or those whose name contains one of ``patterns``.
+
+    The baseline of every target whose case is chosen comes along, and so does
+    the no-session baseline, so that every ratio of a chosen case can be computed.
     """
-    pool = ALL_CASES if cases is None else cases
     if not patterns:
-        return list(pool)
-    chosen = {c.name for c in pool if any(p in c.name for p in patterns)}
-    for case in pool:
-        if case.name in chosen:
-            chosen.update(b for b in case.baselines if b in BY_NAME)
-    return [c for c in pool if c.name in chosen]
+        return [c for c in CASES if c.default]
+    chosen = {c.name for c in CASES if any(p in c.name for p in patterns)}
+    chosen |= {t.baseline for t in TARGETS if t.case in chosen}
+    chosen |= {b for c in list(chosen) for b in BASELINES.get(c, ())}
+    return [c for c in CASES if c.name in chosen or c.name == "none"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One goal: ``case`` over ``baseline`` at one size and cycle, and its limit."""
+
+    text: str
+    short: str  # for the chart
+    case: str
+    baseline: str
+    size: int
+    cycle: str
+    limit: float
+    endtoend: bool = False  # a ratio of requests per second: higher is better
+
+    def met(self, ratio: float) -> bool:
+        return ratio >= self.limit if self.endtoend else ratio <= self.limit
+
+    @property
+    def limit_text(self) -> str:
+        return f"≥ {self.limit:g}" if self.endtoend else f"≤ {self.limit:g}"
+
+
+_H, _DC, _DS = "ours.hybrid", "django.cache", "django.signed"
+
+TARGETS: list[Target] = [
+    Target("hybrid inline 100 B, load + modify + save, vs Django cache",
+           "hybrid 100 B write\nvs Django cache", _H, _DC, 100, "modify", 0.5),
+    Target("hybrid inline 2 KB, load + modify + save, vs Django cache",
+           "hybrid 2 KB write\nvs Django cache", _H, _DC, 2048, "modify", 0.5),
+    Target("hybrid spilled 20 KB, load + modify + save, vs Django cache",
+           "hybrid 20 KB write\nvs Django cache", _H, _DC, 20480, "modify", 0.9),
+    Target("hybrid spilled 20 KB, load and read one key, vs Django cache",
+           "hybrid 20 KB read\nvs Django cache", _H, _DC, 20480, "load", 1.1),
+    Target("our cache 2 KB load vs Django cache", "cache 2 KB read\nvs Django cache",
+           "ours.cache", _DC, 2048, "load", 0.9),
+    Target("our signed_cookies 100 B load vs Django's", "signed 100 B read\nvs Django's",
+           "ours.signed", _DS, 100, "load", 0.8),
+    Target("our signed_cookies 2 KB load vs Django's", "signed 2 KB read\nvs Django's",
+           "ours.signed", _DS, 2048, "load", 0.8),
+    Target("our signed_cookies 100 B load + modify + save vs Django's",
+           "signed 100 B write\nvs Django's", "ours.signed", _DS, 100, "modify", 0.8),
+    Target("our signed_cookies 2 KB load + modify + save vs Django's",
+           "signed 2 KB write\nvs Django's", "ours.signed", _DS, 2048, "modify", 0.8),
+    Target("hybrid inline 2 KB read vs Django signed_cookies",
+           "hybrid 2 KB read\nvs Django signed", _H, _DS, 2048, "load", 1.0),
+    Target("our db vs Django db (PostgreSQL), 2 KB write", "db 2 KB write\nvs Django db",
+           "ours.db.pg", "django.db.pg", 2048, "modify", 0.6),
+    Target("our db vs Django db (PostgreSQL), 2 KB read", "db 2 KB read\nvs Django db",
+           "ours.db.pg", "django.db.pg", 2048, "load", 0.6),
+    Target("end to end, hybrid inline 2 KB read vs no session (requests/s)",
+           "hybrid 2 KB read, req/s\nvs no session", _H, "none", 2048, "read", 0.85,
+           endtoend=True),
+]
+
+#: Comparisons shown beside the targets: every case of ours against its Django counterpart.
+BASELINES: dict[str, tuple[str, ...]] = {
+    "ours.cache": (_DC,),
+    "ours.signed": (_DS,),
+    "ours.hybrid": (_DS, _DC),
+    "ours.db.pg": ("django.db.pg",),
+    "ours.db.sqlite": ("django.db.sqlite",),
+    "ours.db.maria": ("django.db.maria",),
+}

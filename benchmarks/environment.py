@@ -1,178 +1,136 @@
 """The stores, the machine and the versions: everything a run depends on.
 
-A case whose server is down or whose engine does not import yet is reported as
-"not available" with the reason; every other case still runs.
+A case whose server is down or whose engine does not import is reported with
+the reason, and every other case still runs.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterable
-from importlib import metadata
+from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any
 
 from benchmarks.cases import Case
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ensure_sqlite_path() -> str:
-    """A fresh temporary SQLite file for this run, shared with child processes."""
-    path = os.environ.get("HYBRID_SESSIONS_BENCH_SQLITE")
-    if path:
-        return path
-    fd, path = tempfile.mkstemp(prefix="hybrid_sessions_bench_", suffix=".sqlite3")
-    os.close(fd)
-    os.environ["HYBRID_SESSIONS_BENCH_SQLITE"] = path
-
-    def _remove() -> None:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            with contextlib.suppress(OSError):
-                os.unlink(path + suffix)
-
-    atexit.register(_remove)
-    return path
-
-
 def case_environ(case: Case) -> dict[str, str]:
     """The environment of a child process that runs ``case`` with ``benchmarks.settings``."""
-    env = dict(os.environ)
-    env.update({
+    return {
+        **os.environ,
         "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
         "HYBRID_SESSIONS_BENCH_CASE": case.name,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-    })
-    return env
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def run_child(args: list[str], case: Case | None = None, timeout: float = 600) -> str:
+    """Run ``python ARGS`` from the repository root (as ``case``); its standard output."""
+    env = case_environ(case) if case else {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    if done.returncode:
+        raise RuntimeError(f"python {' '.join(args[:3])} failed: {done.stderr[-1500:]}")
+    return done.stdout
 
 
 def setup() -> None:
-    """Configure Django for the harness (call before importing models)."""
-    ensure_sqlite_path()
-    from benchmarks import setup_django
+    """Configure Django in the harness's own process (the ``none`` case)."""
+    if not os.environ.get("HYBRID_SESSIONS_BENCH_SQLITE"):
+        fd, path = tempfile.mkstemp(prefix="hybrid_sessions_bench_", suffix=".sqlite3")
+        os.close(fd)
+        os.environ["HYBRID_SESSIONS_BENCH_SQLITE"] = path
+    os.environ.pop("HYBRID_SESSIONS_BENCH_CASE", None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+    import django
 
-    setup_django()
+    django.setup()
 
 
-# -- servers ------------------------------------------------------------------
+def create_database(server: str) -> None:
+    """Create the benchmarks' database on ``server`` if missing (for Redis: reach it)."""
+    from benchmarks import settings
 
-
-def _check_postgres() -> str | None:
-    from django.conf import settings
-
-    try:
+    name = settings.DB_NAME
+    if server == "postgres":
         import psycopg
-    except ImportError as exc:
-        return f"psycopg is not installed ({exc})"
-    conf: dict[str, Any] = settings.DATABASES["postgres"]
-    try:
-        with psycopg.connect(
-            host=conf["HOST"], port=conf["PORT"], user=conf["USER"], dbname="postgres",
-            autocommit=True, connect_timeout=3,
-        ) as conn:
-            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [conf["NAME"]])
-            if found.fetchone() is None:
-                conn.execute(f'CREATE DATABASE "{conf["NAME"]}"')
-    except Exception as exc:
-        return f"PostgreSQL is not reachable ({exc})"
-    return None
+
+        conf = settings.DATABASES["postgres"]
+        with psycopg.connect(host=str(conf["HOST"]), user="postgres", dbname="postgres",
+                             autocommit=True, connect_timeout=3) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                [name]).fetchone():
+                conn.execute(f'CREATE DATABASE "{name}"')
+    elif server == "mariadb":
+        import MySQLdb  # type: ignore[import-untyped, unused-ignore]
+
+        maria = MySQLdb.connect(host=str(settings.DATABASES["mariadb"]["HOST"]), user="root",
+                                connect_timeout=3)
+        try:
+            maria.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+        finally:
+            maria.close()  # type: ignore[no-untyped-call, unused-ignore]
+    elif server == "redis":
+        from django_redis import get_redis_connection
+
+        get_redis_connection("default").ping()
 
 
-def _check_mariadb() -> str | None:
-    from django.conf import settings
-
-    try:
-        import MySQLdb
-    except ImportError as exc:
-        return f"mysqlclient is not installed ({exc})"
-    conf: dict[str, Any] = settings.DATABASES["mariadb"]
-    try:
-        with contextlib.closing(
-            MySQLdb.connect(
-                host=conf["HOST"], port=int(conf["PORT"]), user=conf["USER"],
-                password=conf["PASSWORD"], connect_timeout=3,
-            )
-        ) as conn:
-            conn.cursor().execute(
-                f"CREATE DATABASE IF NOT EXISTS `{conf['NAME']}` CHARACTER SET utf8mb4"
-            )
-    except Exception as exc:
-        return f"MariaDB is not reachable ({exc})"
-    return None
-
-
-def _check_redis() -> str | None:
-    from django.conf import settings
-
-    try:
-        import redis
-    except ImportError as exc:
-        return f"redis-py is not installed ({exc})"
-    try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()
-    except Exception as exc:
-        return f"Redis is not reachable ({exc})"
-    return None
-
-
-_CHECKS = {"postgres": _check_postgres, "mariadb": _check_mariadb, "redis": _check_redis}
-
-
-def availability(cases: Iterable[Case]) -> dict[str, str | None]:
+def availability(cases: list[Case]) -> dict[str, str | None]:
     """For each case, ``None`` if it can run, else why not (server down, engine missing)."""
-    cases = list(cases)
-    servers = {s: _CHECKS[s]() for s in sorted({s for c in cases for s in c.servers})}
+    servers: dict[str, str | None] = {}
+    for server in sorted({s for c in cases for s in c.servers}):
+        try:
+            create_database(server)
+            servers[server] = None
+        except Exception as exc:
+            servers[server] = f"{server} is not available ({type(exc).__name__}: {exc})"
     result: dict[str, str | None] = {}
     for case in cases:
         reason = next((servers[s] for s in case.servers if servers[s]), None)
-        if reason is None:
-            error = case.import_error()
-            reason = f"not available: {error}" if error else None
+        if reason is None and case.engine:
+            try:
+                import_module(case.engine).SessionStore  # noqa: B018
+            except Exception as exc:
+                reason = f"the engine does not import ({type(exc).__name__}: {exc})"
         result[case.name] = reason
     return result
 
 
-def prepare_stores(cases: Iterable[Case]) -> None:
-    """Migrate the databases the runnable cases use and empty every session store."""
+def prepare_stores(cases: list[Case]) -> None:
+    """Migrate the runnable cases' databases and remove the sessions earlier runs left."""
     from django.core.management import call_command
     from django.db import connections
 
-    cases = list(cases)
-    for alias in sorted({c.alias for c in cases if c.engine}):
+    for alias in sorted({c.database for c in cases if c.database}):
         call_command("migrate", database=alias, verbosity=0, interactive=False)
         with connections[alias].cursor() as cursor:
             for table in ("django_session", "hybrid_sessions_session"):
                 cursor.execute(f"DELETE FROM {table}")
     if any(c.redis for c in cases):
-        from django.conf import settings
-        from django_redis import get_redis_connection
-
-        # Only the benchmark's own keys (its KEY_PREFIX): the database may be shared.
-        redis = get_redis_connection("default")
-        prefix = settings.CACHES["default"]["KEY_PREFIX"]
-        batch: list[bytes] = []
-        for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) == 1000:
-                redis.unlink(*batch)
-                batch = []
-        if batch:
-            redis.unlink(*batch)
-
-
-def close_connections() -> None:
-    from django.db import connections
-
+        clear_redis()
     connections.close_all()
 
 
-# -- what the report prints about the machine and the versions ------------------
+def clear_redis() -> None:
+    """Delete the benchmarks' own keys (prefix ``bench``), nothing else in the database."""
+    from django_redis import get_redis_connection
+
+    from benchmarks import settings
+
+    client = get_redis_connection("default")
+    for key in client.scan_iter(f"{settings.KEY_PREFIX}:*", count=1000):
+        client.delete(key)
+
+
+# -- what the report says about the machine and the versions -------------------------------
 
 
 def _run(*cmd: str) -> str:
@@ -183,80 +141,60 @@ def _run(*cmd: str) -> str:
     return (out.stdout or out.stderr).strip()
 
 
-def machine() -> dict[str, Any]:
-    """CPU count and model, memory, OS: what a reader needs to compare numbers."""
-    cpu_model = ""
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    mem = next((f"{int(line.split()[1]) / 1024**2:.1f} GiB" for line in _read("/proc/meminfo")
+                if line.startswith("MemTotal:")), "?")
+    os_name = next((line.split("=", 1)[1].strip('"') for line in _read("/etc/os-release")
+                    if line.startswith("PRETTY_NAME=")), platform.platform())
+    return {"CPUs": str(os.cpu_count()), "CPU": cpu, "memory": mem, "OS": os_name,
+            "kernel": platform.release()}
+
+
+def _read(path: str) -> list[str]:
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    mem_gib = 0.0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gib = int(line.split()[1]) / 1024 / 1024
-    os_name = platform.platform()
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
-    return {
-        "nproc": _run("nproc") or str(os.cpu_count()),
-        "cpu": cpu_model or platform.processor(),
-        "memory": f"{mem_gib:.1f} GiB",
-        "os": os_name,
-        "kernel": platform.release(),
-    }
-
-
-def _dist(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _server_version(alias: str, sql: str) -> str:
-    from django.db import connections
-
-    try:
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql)
-            row = cursor.fetchone()
-    except Exception:  # the report says "unavailable" instead
-        return "unavailable"
-    return str(row[0]) if row else "unavailable"
+        return Path(path).read_text().splitlines()
+    return []
 
 
 def versions() -> dict[str, str]:
     """Every version the numbers depend on, servers included."""
     import django
+    from django.db import connections
+
+    def dist(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    def server(alias: str, sql: str) -> str:
+        try:
+            with connections[alias].cursor() as cursor:
+                cursor.execute(sql)
+                return str(cursor.fetchone()[0])
+        except Exception:
+            return "unavailable"
 
     redis_version = "unavailable"
     with contextlib.suppress(Exception):
         from django_redis import get_redis_connection
 
         redis_version = str(get_redis_connection("default").info("server")["redis_version"])
+    commit = _run("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD") or "unknown"
+    if _run("git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"):
+        commit += " with local changes"
     wrk = shutil.which("wrk")
-    commit = _run("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")
-    if commit and _run("git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"):
-        commit += " (with local changes)"
-    return {
-        "hybrid_sessions": f"{_dist('hybrid-sessions')} at {commit or 'unknown commit'}",
+    found = {
+        "hybrid_sessions": f"{dist('hybrid-sessions')} ({commit})",
         "Python": platform.python_version(),
         "Django": django.get_version(),
-        "PyJWT": _dist("PyJWT"),
-        "cryptography": _dist("cryptography"),
-        "redis-py": _dist("redis"),
-        "hiredis": _dist("hiredis"),
-        "django-redis": _dist("django-redis"),
-        "psycopg": _dist("psycopg"),
-        "mysqlclient": _dist("mysqlclient"),
-        "gunicorn": _dist("gunicorn"),
-        "PostgreSQL": _server_version("postgres", "SHOW server_version"),
-        "MariaDB": _server_version("mariadb", "SELECT VERSION()"),
-        "SQLite": _server_version("default", "SELECT sqlite_version()"),
+        **{name: dist(name) for name in ("PyJWT", "orjson", "redis", "hiredis", "django-redis",
+                                         "psycopg", "gunicorn", "pyperf")},
+        "PostgreSQL": server("postgres", "SHOW server_version").split(" ")[0],
         "Redis": redis_version,
         "wrk": (_run(wrk, "--version").splitlines() or ["?"])[0].split(" [")[0] if wrk else "none",
     }
+    connections.close_all()
+    return found

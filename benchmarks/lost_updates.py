@@ -14,10 +14,10 @@ benchmark counts the ones that are not. The workers are
     two separate processes (on separate cores), running freely.
 
 Run it as ``python -m benchmarks.lost_updates`` (``--help`` for options). Each
-database runs in a child process with ``benchmarks.lost_updates_settings``
-against its own store: the database ``bench_lost_updates`` on PostgreSQL and
-MariaDB (created if missing, migrated), a temporary SQLite file, and Redis
-database 13 (``LOST_UPDATES_REDIS``), never a site's or a test suite's data.
+database runs in a child process with ``benchmarks.settings`` and the
+benchmarks' own stores: the database ``bench`` on PostgreSQL and MariaDB
+(created if missing, migrated), a temporary SQLite file, and Redis database 8,
+never a site's or a test suite's data.
 Engines that keep sessions only in Redis run once, whatever the database.
 """
 
@@ -32,7 +32,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from importlib import import_module
 from importlib.util import find_spec
@@ -40,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = "benchmarks.lost_updates_settings"
+SETTINGS = "benchmarks.settings"
+#: The benchmark case whose settings (its database as the default one) each database runs with.
+CASES = {"sqlite": "ours.db.sqlite", "postgres": "ours.db.pg", "mariadb": "ours.db.maria"}
 DATABASES = ("sqlite", "postgres", "mariadb")
 MODES = ("threads", "lockstep", "processes")
 DATABASE_LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mariadb": "MariaDB"}
@@ -213,30 +214,15 @@ def experiment(bench: Bench, store_label: str, mode: str, count: int) -> Result:
 # -- one database ------------------------------------------------------------------------
 
 
-def create_database(database: str) -> None:
-    """Create ``bench_lost_updates`` on the server if it is missing."""
-    from benchmarks.lost_updates_settings import NAME
-
-    if database == "postgres":
-        import psycopg
-
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                             autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [NAME]).fetchone():
-                conn.execute(f'CREATE DATABASE "{NAME}"')
-    elif database == "mariadb":
-        import MySQLdb
-
-        with closing(MySQLdb.connect(host="127.0.0.1", port=3306, user="root", passwd="")) as mysql:
-            mysql.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{NAME}` CHARACTER SET utf8mb4")
-
-
 def run_database(database: str, count: int, modes: list[str], redis: bool) -> list[Result]:
     """Every engine on one database (and, with ``redis``, the Redis-only ones)."""
     import django
     from django.core.management import call_command
 
-    create_database(database)
+    from benchmarks.environment import create_database
+
+    if database != "sqlite":
+        create_database(database)
     django.setup()
     call_command("migrate", verbosity=0, interactive=False)
     results = []
@@ -322,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for n, database in enumerate(databases):
             print(f"{DATABASE_LABELS[database]}:", file=sys.stderr, flush=True)
-            env = {**os.environ, "LOST_UPDATES_DB": database,
-                   "LOST_UPDATES_SQLITE_PATH": str(Path(tmp) / "lost_updates.sqlite3")}
+            env = {"HYBRID_SESSIONS_BENCH_SQLITE": str(Path(tmp) / "lost_updates.sqlite3"),
+                   **os.environ, "HYBRID_SESSIONS_BENCH_CASE": CASES[database]}
             command = [sys.executable, "-m", "benchmarks.lost_updates", "--database", database,
                        "--modes", ",".join(modes), "--requests", str(args.requests)]
             if n == 0:

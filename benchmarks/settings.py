@@ -1,18 +1,15 @@
-"""Django settings of the benchmarks: every store the cases run on, side by side.
+"""Django settings of the benchmarks: one case per process, named by the environment.
 
-One settings module serves both halves of the harness:
+``HYBRID_SESSIONS_BENCH_CASE`` names the case (default ``none``, the harness's
+own process). Its engine is the ``SESSION_ENGINE``, its database the
+``default`` one, and it runs behind Django's own, unmodified
+``SessionMiddleware`` (none at all for ``none``). Every pyperf worker, gunicorn
+server and I/O count runs one case, so no setting changes while measuring.
 
-- in process, the harness switches cases between batches: the router below
-  sends the session models to the case's database alias, and the case's
-  session settings are applied with ``override_settings``;
-- under gunicorn, ``HYBRID_SESSIONS_BENCH_CASE`` names the one case the server
-  runs, with Django's own, unmodified ``SessionMiddleware`` (or none at all for
-  the no-session baseline).
-
-The stores are dedicated to benchmarks: the ``bench`` database on PostgreSQL and
-MariaDB, Redis database 8 and a temporary SQLite file. Environment variables
-``HYBRID_SESSIONS_BENCH_{SQLITE,PG_HOST,PG_PORT,MARIADB_HOST,MARIADB_PORT,REDIS}``
-point them elsewhere.
+The stores are the benchmarks' own: the database ``hybrid_sessions_bench`` on PostgreSQL and
+MariaDB, Redis database 8 (keys prefixed ``hybrid_sessions_bench``), a temporary SQLite file.
+``HYBRID_SESSIONS_BENCH_{DB_NAME,REDIS,SQLITE,PG_HOST,MARIADB_HOST}`` point
+them elsewhere.
 """
 
 from __future__ import annotations
@@ -25,11 +22,10 @@ from benchmarks.cases import BY_NAME
 
 _env = os.environ.get
 
-CASE = BY_NAME[_env("HYBRID_SESSIONS_BENCH_CASE", "django.db.sqlite")]
-SQLITE_PATH = _env("HYBRID_SESSIONS_BENCH_SQLITE") or os.path.join(
-    tempfile.gettempdir(), f"hybrid_sessions_bench_{os.getpid()}.sqlite3"
-)
+CASE = BY_NAME[_env("HYBRID_SESSIONS_BENCH_CASE", "none")]
+DB_NAME = _env("HYBRID_SESSIONS_BENCH_DB_NAME", "hybrid_sessions_bench")
 REDIS_URL = _env("HYBRID_SESSIONS_BENCH_REDIS", "redis://127.0.0.1:6379/8")
+KEY_PREFIX = "hybrid_sessions_bench"
 
 SECRET_KEY = "hybrid-sessions-benchmarks-" + "k" * 40
 DEBUG = False
@@ -37,42 +33,42 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 
-DATABASES: dict[str, dict[str, Any]] = {
-    "default": {
+_DATABASES: dict[str, dict[str, Any]] = {
+    "sqlite": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": SQLITE_PATH,
-        # Two gunicorn workers write to one file: wait for the lock, as a site would.
-        "OPTIONS": {"timeout": 20},
+        "NAME": _env("HYBRID_SESSIONS_BENCH_SQLITE")
+        or os.path.join(tempfile.gettempdir(), "hybrid_sessions_bench.sqlite3"),
+        "OPTIONS": {"timeout": 20},  # two gunicorn workers share the file
     },
     "postgres": {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": "bench",
+        "NAME": DB_NAME,
         "USER": "postgres",
         "HOST": _env("HYBRID_SESSIONS_BENCH_PG_HOST", "127.0.0.1"),
-        "PORT": _env("HYBRID_SESSIONS_BENCH_PG_PORT", "5432"),
+        "PORT": "5432",
         "CONN_MAX_AGE": None,
     },
     "mariadb": {
         "ENGINE": "django.db.backends.mysql",
-        "NAME": "bench",
+        "NAME": DB_NAME,
         "USER": "root",
         "PASSWORD": "",
         "HOST": _env("HYBRID_SESSIONS_BENCH_MARIADB_HOST", "127.0.0.1"),
-        "PORT": _env("HYBRID_SESSIONS_BENCH_MARIADB_PORT", "3306"),
+        "PORT": "3306",
         "OPTIONS": {"charset": "utf8mb4"},
         "CONN_MAX_AGE": None,
     },
 }
-DATABASE_ROUTERS = ["benchmarks.routing.CaseRouter"]
+# The case's database is the default one; the others are there for the harness to prepare.
+DATABASES = {"default": _DATABASES[CASE.database or "sqlite"], **_DATABASES}
 
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "bench",
+        "KEY_PREFIX": KEY_PREFIX,
     },
 }
-SESSION_CACHE_ALIAS = "default"
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -80,13 +76,12 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "hybrid_sessions",
 ]
-# Only what the measurement needs: the session middleware, or nothing for the baseline.
-MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"] if CASE.engine else []
+# The package's middleware for every engine, Django's own included: it is Django's,
+# and also sends the hybrid's signed cookie (with Django's, a hybrid cookie would be
+# its bare key and every request a server read).
+MIDDLEWARE = ["hybrid_sessions.middleware.SessionMiddleware"] if CASE.engine else []
 ROOT_URLCONF = "benchmarks.app"
 TEMPLATES: list[dict[str, Any]] = []
-if CASE.engine:
-    SESSION_ENGINE = CASE.engine
-for _name, _value in CASE.settings.items():
-    globals()[_name] = _value
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING_CONFIG = None
+globals().update(CASE.session_settings())

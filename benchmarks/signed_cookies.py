@@ -1,29 +1,22 @@
 """Decode and engine costs: pyjwt's default path, our codec, Django's signing and engine.
 
-Run from the repository root::
+Timed with pyperf (worker processes, calibrated loops), from the repository root::
 
-    PYTHONPATH=. python benchmarks/signed_cookies.py
+    python -m benchmarks.signed_cookies --fast
 
-Each case is timed in CPU time of this process, in interleaved rounds (so a busy
-machine slows all of them alike), and the best round is kept; figures are
-microseconds per call, and the ratio is ours over Django's (below 1.0: ours is
-faster).
-
-On a shared machine timings wander by 10-20 %; instruction counts do not. To count
-the instructions of one case, run it alone under callgrind with N calls and with
-none, and divide the difference by N (``--only SIZE CASE N``; SIZE 0 is ~100 B,
-1 is ~2 KB)::
+Instruction counts do not wander with the machine's load as times do. To count
+the instructions of one case, run it alone under callgrind with N calls and
+with none, and divide the difference by N (``--only SIZE CASE N``; SIZE 0 is
+~100 B, 1 is ~2 KB)::
 
     PYTHONPATH=. valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-        python benchmarks/signed_cookies.py --only 1 "engine load: hybrid_sessions" 300
+        python -m benchmarks.signed_cookies --only 1 "engine load: hybrid_sessions" 300
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
-import timeit
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,8 +34,6 @@ from django.core import signing  # noqa: E402
 from hybrid_sessions.backends import signed_cookies as our_engine  # noqa: E402
 
 SALT = "django.contrib.sessions.backends.signed_cookies"
-ROUNDS = 7
-NUMBER = 1000
 
 
 def payloads() -> dict[str, dict[str, Any]]:
@@ -92,16 +83,6 @@ def cases(data: dict[str, Any], *, quiet: bool = False) -> dict[str, Callable[[]
     }
 
 
-def measure(funcs: dict[str, Callable[[], object]]) -> dict[str, float]:
-    best = dict.fromkeys(funcs, float("inf"))
-    for _ in range(ROUNDS):
-        for name, func in funcs.items():
-            # CPU time of this process: other processes on a shared machine do not count.
-            timer = timeit.Timer(func, timer=time.process_time)
-            best[name] = min(best[name], timer.timeit(number=NUMBER) / NUMBER * 1e6)
-    return best
-
-
 def only(size_index: int, name: str, number: int) -> None:
     """Run one case ``number`` times and print nothing (for instruction counting)."""
     func = cases(list(payloads().values())[size_index], quiet=True)[name]
@@ -113,18 +94,12 @@ def main() -> None:
     if sys.argv[1:2] == ["--only"]:
         only(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
         return
-    pairs = [
-        ("decode: TokenCodec.decode()", "decode: django.core.signing.loads()"),
-        ("engine load: hybrid_sessions", "engine load: Django signed_cookies"),
-        ("load+modify+save: hybrid_sessions", "load+modify+save: Django signed_cookies"),
-    ]
+    import pyperf
+
+    runner = pyperf.Runner(program_args=("-m", "benchmarks.signed_cookies"))
     for label, data in payloads().items():
-        print(label)
-        best = measure(cases(data))
-        for name, micros in best.items():
-            print(f"  {name:42} {micros:8.1f} µs")
-        for ours, theirs in pairs:
-            print(f"  ratio {ours.split(':')[0]:20} {best[ours] / best[theirs]:.2f}")
+        for name, func in cases(data, quiet=True).items():
+            runner.bench_func(f"{label} {name}", func)
 
 
 if __name__ == "__main__":
