@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
@@ -102,6 +102,7 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     errors += _hybrid_checks()
     errors += _max_per_user_checks()
     errors += _masked_keys_checks()
+    errors += _timeout_checks()
     return errors
 
 
@@ -179,6 +180,48 @@ def _masked_keys_checks() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _is_count(value: object, minimum: int) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _timeout_checks() -> list[CheckMessage]:
+    """The idle and absolute timeouts: whole seconds, and activity recorded often enough."""
+    errors: list[CheckMessage] = []
+    for name, check_id in (("IDLE_TIMEOUT", "E020"), ("ABSOLUTE_TIMEOUT", "E021")):
+        value = getattr(settings, f"HYBRID_SESSIONS_{name}", None)
+        if value is not None and not _is_count(value, 1):
+            errors.append(
+                Error(
+                    f"HYBRID_SESSIONS_{name} is {value!r}.",
+                    hint="Use None (no timeout) or a number of seconds of at least 1.",
+                    id=f"hybrid_sessions.{check_id}",
+                )
+            )
+    interval = getattr(settings, "HYBRID_SESSIONS_ACTIVITY_INTERVAL", 60)
+    if not _is_count(interval, 0):
+        errors.append(
+            Error(
+                f"HYBRID_SESSIONS_ACTIVITY_INTERVAL is {interval!r}.",
+                hint="Use a number of seconds of at least 0.",
+                id="hybrid_sessions.E022",
+            )
+        )
+        return errors
+    idle = getattr(settings, "HYBRID_SESSIONS_IDLE_TIMEOUT", None)
+    if _is_count(idle, 1) and interval >= idle:
+        errors.append(
+            Warning(
+                f"HYBRID_SESSIONS_ACTIVITY_INTERVAL ({interval}) is not shorter than "
+                f"HYBRID_SESSIONS_IDLE_TIMEOUT ({idle}).",
+                hint="Activity would be recorded too rarely to keep an active session alive: "
+                "sessions would end after the idle timeout however they are used. Record it "
+                "well within the timeout, for example every tenth of it.",
+                id="hybrid_sessions.W023",
+            )
+        )
+    return errors
 
 
 def _uses_redis_store() -> bool:

@@ -135,6 +135,23 @@ class Settings:
         value = self._get("MAX_PER_USER", None)
         return None if value is None else int(value)
 
+    @property
+    def IDLE_TIMEOUT(self) -> int | None:
+        """Seconds without activity after which a session ends; ``None``: no idle timeout."""
+        value = self._get("IDLE_TIMEOUT", None)
+        return None if value is None else int(value)
+
+    @property
+    def ABSOLUTE_TIMEOUT(self) -> int | None:
+        """Seconds after its start at which a session ends, however active; ``None``: never."""
+        value = self._get("ABSOLUTE_TIMEOUT", None)
+        return None if value is None else int(value)
+
+    @property
+    def ACTIVITY_INTERVAL(self) -> int:
+        """The least time between two recordings of a session's activity (idle timeout)."""
+        return int(self._get("ACTIVITY_INTERVAL", 60))
+
 
 conf = Settings()
 

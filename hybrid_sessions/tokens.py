@@ -47,7 +47,8 @@ import logging
 import re
 import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from os import urandom
 from typing import Any
@@ -222,6 +223,9 @@ class Decoded:
     #: ``SECRET_KEY_FALLBACKS``, or is in the other format (signed while the site
     #: now encrypts, or the reverse).
     current_key: bool
+    #: Every claim of the token (``iat``, ``exp``, ``d`` and any the caller added);
+    #: the fields above are read from it.
+    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class TokenCodec:
@@ -241,16 +245,30 @@ class TokenCodec:
 
     # -- encoding ---------------------------------------------------------------
 
-    def encode(self, payload: dict[str, Any], *, expires_at: datetime | None) -> str:
+    def encode(
+        self,
+        payload: dict[str, Any],
+        *,
+        expires_at: datetime | None,
+        claims: Mapping[str, int] | None = None,
+    ) -> str:
         """A token carrying ``payload``, issued now, valid until ``expires_at`` (if given).
 
         ``payload`` must be JSON-serialisable (``TypeError`` or ``ValueError``
         otherwise, as ``json.dumps`` raises). Non-ASCII text travels as UTF-8,
-        shorter than ``\\u`` escapes.
+        shorter than ``\\u`` escapes. ``claims`` are extra integer claims beside
+        ``iat`` and ``exp`` (names of ASCII letters), read back from
+        :attr:`Decoded.claims`.
         """
-        return self.encode_json(dumps_utf8(payload), expires_at=expires_at)
+        return self.encode_json(dumps_utf8(payload), expires_at=expires_at, claims=claims)
 
-    def encode_json(self, payload: str | bytes, *, expires_at: datetime | None) -> str:
+    def encode_json(
+        self,
+        payload: str | bytes,
+        *,
+        expires_at: datetime | None,
+        claims: Mapping[str, int] | None = None,
+    ) -> str:
         """:meth:`encode` of a payload the caller has already serialised to a JSON object.
 
         Lets a caller that needs the JSON anyway (to store it, or to measure it)
@@ -270,6 +288,8 @@ class TokenCodec:
             # backslashreplace writes.
             payload = payload.encode("utf-8", "backslashreplace")
         exp = b"" if expires_at is None else b',"exp":%d' % int(expires_at.timestamp())
+        if claims:
+            exp += b"".join(b',"%s":%d' % (_claim_name(k), int(v)) for k, v in claims.items())
         raw = b'{"iat":%d%s,"d":%s}' % (int(time.time()), exp, payload)
         site = _site()
         if len(raw) > site.claims_limit:
@@ -378,6 +398,13 @@ class TokenCodec:
         raise DecryptionFailed("The token decrypts with none of the site's keys.")
 
 
+def _claim_name(name: str) -> bytes:
+    """A claim name as it goes into the JSON verbatim: ASCII letters, none of the codec's own."""
+    if not (name.isascii() and name.isalpha()) or name in ("iat", "exp", "d"):
+        raise ValueError(f"{name!r} cannot be a claim name.")
+    return name.encode("ascii")
+
+
 def _b64len(n: int) -> int:
     """Characters of unpadded base64 for ``n`` bytes."""
     return (4 * n + 2) // 3
@@ -440,4 +467,4 @@ def _claims(data: bytes, *, current: bool, verify_exp: bool = True) -> Decoded:
             raise MalformedToken("The token's exp claim is not a NumericDate.")
         if verify_exp and expires_at <= time.time():
             raise ExpiredToken("The token has expired.")
-    return Decoded(payload, issued_at, expires_at, current)
+    return Decoded(payload, issued_at, expires_at, current, claims)

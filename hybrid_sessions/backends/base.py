@@ -25,6 +25,7 @@ from ..exceptions import SessionStoreUnavailable
 from ..serialization import session_serializer
 from ..stores.base import LockingStore, ServerStore, SessionMeta, StoredSession, digest
 from ..stores.operations import Create, Flow, Get, Pop, R, arun, call, run
+from .activity import Activity
 from .saving import Written, diff, save_flow
 
 logger = logging.getLogger("hybrid_sessions")
@@ -47,7 +48,7 @@ def can_lock(store: ServerStore) -> bool:
     return locking
 
 
-class ServerSessionBase(SessionBase):
+class ServerSessionBase(Activity, SessionBase):
     """A ``SessionBase`` over a :class:`~hybrid_sessions.stores.base.ServerStore`."""
 
     store_class: ClassVar[type[Any]]
@@ -132,10 +133,11 @@ class ServerSessionBase(SessionBase):
         # setting costs a caught AttributeError per read.
         ip, agent = self.ip_address, self.user_agent
         return SessionMeta(
-            expires_at=self.get_expiry_date(expiry=data.get("_session_expiry")),
+            expires_at=self._written_expiry(self.get_expiry_date(expiry=data.get("_session_expiry"))),
             user_id=None if user_id is None else str(user_id),
             ip_address=ip if ip is not None and conf.TRACK_IP_ADDRESS else None,
             user_agent=agent if agent is not None and conf.TRACK_USER_AGENT else None,
+            created_at=self._carried,
         )
 
     # -- running flows ----------------------------------------------------------
@@ -155,6 +157,9 @@ class ServerSessionBase(SessionBase):
             record = yield from call(Get(digest(self.session_key)))
         except SessionStoreUnavailable as exc:
             return self._unavailable_on_load(exc)
+        if record is not None and (reason := self._timed_out(record)):
+            yield from self._end_flow(digest(self.session_key), reason)
+            record = None
         return self._loaded(record)
 
     def _loaded(self, record: StoredSession | None) -> dict[str, Any]:
@@ -167,6 +172,7 @@ class ServerSessionBase(SessionBase):
             return {}
         self._version = record.version
         self._baseline = record.data
+        self._note_activity(record)
         return self._loads(record.data)
 
     def _unavailable_on_load(self, exc: SessionStoreUnavailable) -> dict[str, Any]:
@@ -265,6 +271,7 @@ class ServerSessionBase(SessionBase):
         assert self.session_key is not None
         key = digest(self.session_key)
         if must_create:
+            self._start()
             blob = self._dumps(data)
             if not (yield from call(Create(key, blob, self._meta(data)))):
                 raise CreateError
@@ -284,6 +291,7 @@ class ServerSessionBase(SessionBase):
         self._version = written.version
         self._baseline = written.blob
         self._cleared = False
+        self._carried = None
         self._session_cache = written.data
 
     def save(self, must_create: bool = False) -> None:
@@ -321,10 +329,13 @@ class ServerSessionBase(SessionBase):
             return data
         changes = diff(self._baseline_data(), data, self._replacing)
         old = yield from call(Pop(digest(self.session_key)))
+        if old is not None and self._timed_out(old):
+            old = None  # over by now: its data goes nowhere
         self._on_retired(digest(self.session_key), alive=old is not None)
         if old is None:
             self._session_key = None
             return {}
+        self._carried = old.created_at  # the same session: its absolute timeout runs on
         return changes.apply(self._loads(old.data))
 
     def _on_retired(self, key: str, *, alive: bool) -> None:

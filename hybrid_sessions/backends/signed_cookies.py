@@ -9,8 +9,10 @@ As in Django's engine, the session key *is* the token. Unlike it, the token's
 the cookie's name, keys rotate through ``SECRET_KEY_FALLBACKS`` (a token signed
 with a fallback key is re-signed with the current one on the way out), and a
 session too large for browsers raises :class:`~hybrid_sessions.exceptions.CookieTooLarge`
-instead of being dropped silently by the browser. The payload is JSON, written
-and read with orjson where that means what ``json`` means
+instead of being dropped silently by the browser. With the idle or absolute
+timeout on, the token carries the session's start (claim ``st``) and its
+``iat`` is the last recorded activity; an expired one reads as empty. The
+payload is JSON, written and read with orjson where that means what ``json`` means
 (:mod:`hybrid_sessions.serialization`); ``SESSION_SERIALIZER`` does not apply.
 """
 
@@ -26,6 +28,8 @@ from django.utils import timezone
 
 from ..cookies import cookie_budget, log_rejected, set_cookie_size
 from ..exceptions import CookieTooLarge, ExpiredToken, MalformedToken, TokenError
+from ..timeouts import START_CLAIM, timeouts
+from ..timeouts import now as clock
 from ..tokens import TokenCodec
 
 PURPOSE_PREFIX = "hybrid_sessions.signed_cookies:"
@@ -46,6 +50,9 @@ def codec(name: str | None = None) -> TokenCodec:
 
 class SessionStore(SessionBase):
     """Client-side session engine: nothing is stored on the server."""
+
+    #: When the session started (claim ``st``), kept by every token of it.
+    _started_at: int | None = None
 
     if TYPE_CHECKING:  # Django's private API, absent from django-stubs
 
@@ -82,7 +89,27 @@ class SessionStore(SessionBase):
         if not decoded.current_key:
             # Verified with a fallback key (or in the other format): re-sign on the way out.
             self.modified = True
+        if timeouts().on and not self._within_timeouts(decoded.claims, decoded.issued_at):
+            self._session_key = None
+            return {}
         return payload
+
+    def _within_timeouts(self, claims: dict[str, Any], issued_at: int) -> bool:
+        """Hold the token to the idle and absolute timeouts; keep its start for the next one.
+
+        Every save re-issues the token, so ``iat`` is the last recorded activity. A
+        token issued while the timeouts were off has no start: ``iat`` stands in.
+        """
+        started = claims.get(START_CLAIM)
+        self._started_at = started if type(started) is int else issued_at
+        limits, at = timeouts(), clock()
+        reason = limits.expired(self._started_at, issued_at, at)
+        if reason is not None:
+            log_rejected(ExpiredToken(f"The session timed out ({reason})."))
+            return False
+        if limits.refresh_due(issued_at, at):
+            self.modified = True  # re-issued by the response: activity recorded
+        return True
 
     async def aload(self) -> dict[str, Any]:
         return self.load()
@@ -123,8 +150,13 @@ class SessionStore(SessionBase):
             expires_at = self.get_expiry_date(modification=now, expiry=expiry)
             max_age = None if expiry == 0 else self.get_expiry_age(modification=now, expiry=expiry)
         name = settings.SESSION_COOKIE_NAME
+        claims = None
+        if timeouts().on:
+            if self._started_at is None:
+                self._started_at = int(clock())
+            claims = {START_CLAIM: self._started_at}
         try:
-            token = codec(name).encode(data, expires_at=expires_at)
+            token = codec(name).encode(data, expires_at=expires_at, claims=claims)
         except CookieTooLarge as exc:  # named by the codec's purpose: name the cookie
             raise CookieTooLarge(exc.size, exc.budget, name, uncompressed=True) from None
         size = set_cookie_size(name, token, max_age=max_age)
@@ -146,6 +178,7 @@ class SessionStore(SessionBase):
 
     def delete(self, session_key: str | None = None) -> None:
         """Empty the session; the middleware then deletes the cookie."""
+        self._started_at = None  # what follows is a new session
         self._session_key = ""
         self._session_cache: dict[str, Any] = {}
         self.modified = True

@@ -37,6 +37,10 @@ class StoredSession:
     version: int
     expires_at: datetime
     user_id: str | None = None
+    #: When the session started (kept across key changes) and its last recorded
+    #: activity; ``None`` from a store that does not say.
+    created_at: datetime | None = None
+    last_activity: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,8 @@ class SessionMeta:
     user_id: str | None = None
     ip_address: str | None = None
     user_agent: str | None = None
+    #: Read by ``create`` only: the start a session keeps under a new key (``None``: now).
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

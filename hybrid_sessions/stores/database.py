@@ -140,9 +140,10 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
         row = self._execute(db, sql.select, (digest, sql.now(timezone.now())))
         if row is None:
             return None
-        data, version, expires_at, user_id = sql.row(row)
+        data, version, expires_at, user_id, created_at, last_activity = sql.row(row)
         return StoredSession(
-            as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
+            as_bytes(data), version, expires_at, None if user_id is None else str(user_id),
+            created_at, last_activity,
         )
 
     def exists(self, digest: str) -> bool:
@@ -159,8 +160,8 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
 
     def _insert(self, digest: str, data: bytes | None, meta: SessionMeta) -> bool:
         now = timezone.now()
-        obj = self.model(key_digest=digest, data=data, version=1, created_at=now,
-                         **self._fields(meta, now))
+        obj = self.model(key_digest=digest, data=data, version=1,
+                         created_at=meta.created_at or now, **self._fields(meta, now))
         db = self.db
         try:
             if connections[db].in_atomic_block:
@@ -232,17 +233,19 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
                                     .select_for_update())
                 self.model.objects.using(db).filter(pk=digest)._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
             rows = [] if found is None else [
-                (found.data, found.version, found.expires_at, found.user_id)
+                (found.data, found.version, found.expires_at, found.user_id,
+                 found.created_at, found.last_activity)
             ]
             sql = RAW  # already converted by the ORM
         self._learn(digest, GONE)
         if not rows:
             return None
-        data, version, expires_at, user_id = sql.row(rows[0][:4])
+        data, version, expires_at, user_id, created_at, last_activity = sql.row(rows[0][:6])
         if expires_at <= timezone.now():
             return None
         return StoredSession(
-            as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
+            as_bytes(data), version, expires_at, None if user_id is None else str(user_id),
+            created_at, last_activity,
         )
 
     # -- per user ---------------------------------------------------------------

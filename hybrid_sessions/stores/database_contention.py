@@ -42,12 +42,15 @@ class DatabaseContention:
 
     @staticmethod
     def _first(qs: Any) -> StoredSession | None:
-        rows = list(qs.values_list("data", "version", "expire_date", "user_id")[:1])
+        rows = list(qs.values_list(
+            "data", "version", "expire_date", "user_id", "created_at", "last_activity"
+        )[:1])
         if not rows:
             return None
-        data, version, expires_at, user_id = rows[0]
+        data, version, expires_at, user_id, created_at, last_activity = rows[0]
         return StoredSession(
-            as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
+            as_bytes(data), version, expires_at, None if user_id is None else str(user_id),
+            created_at, last_activity,
         )
 
     def _latest(self, digest: str) -> StoredSession | None:

@@ -46,6 +46,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -195,12 +196,16 @@ class RedisStore(RedisListing, AnnouncingStore):
         try:
             _alias, cache, client = self._backend()
             key = str(cache.make_key(f"hs:s:{digest}"))
-            version, data, expires, user = client.hmget(key, "v", "d", "e", "u")
+            version, data, expires, user, created, active = client.hmget(
+                key, "v", "d", "e", "u", "c", "a"
+            )
         except UNAVAILABLE as exc:
             raise self._unavailable("read", started, exc) from exc
         if version is None:
             return None
-        return StoredSession(data, int(version), from_ms(expires), text(user))
+        return StoredSession(
+            data, int(version), from_ms(expires), text(user), _time(created), _time(active)
+        )
 
     def exists(self, digest: str) -> bool:
         key = self._session_key(digest)
@@ -210,7 +215,8 @@ class RedisStore(RedisListing, AnnouncingStore):
     # -- writes -----------------------------------------------------------------
 
     def create(self, digest: str, data: bytes | None, meta: SessionMeta) -> bool:
-        extra = ["0", b""] if data is None else ["1", data]
+        start = "" if meta.created_at is None else to_ms(meta.created_at)
+        extra = ["0", b"", start] if data is None else ["1", data, start]
         created = bool(self._write("create", CREATE, digest, meta, extra))
         if created:
             self._learn(digest, 1)
@@ -246,11 +252,14 @@ class RedisStore(RedisListing, AnnouncingStore):
         self._learn(digest, GONE)
         if not reply:
             return None
-        version, data, expires, user = reply
+        version, data, expires, user, created, active = reply
         expires_at = from_ms(expires)
         if expires_at <= aware_now():
             return None
-        return StoredSession(data or None, int(version), expires_at, text(user or None))
+        return StoredSession(
+            data or None, int(version), expires_at, text(user or None),
+            _time(created or None), _time(active or None),
+        )
 
     # -- per user ---------------------------------------------------------------
 
@@ -377,6 +386,10 @@ class RedisStore(RedisListing, AnnouncingStore):
 
     async def aclear_expired(self) -> int:
         return await _off_loop(self.clear_expired)()
+
+
+def _time(ms: bytes | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)
 
 
 def _off_loop(func: Callable[P, T]) -> Callable[P, Awaitable[T]]:

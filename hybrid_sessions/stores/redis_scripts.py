@@ -52,10 +52,13 @@ local function extend(key, ix)
 end
 """
 
-# ARGV[7]: '1' when there is data, ARGV[8]: the data.
+# ARGV[7]: '1' when there is data, ARGV[8]: the data, ARGV[9]: when the session
+# started, kept from its previous key ('' for now).
 _CREATE = _PRELUDE + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'v', 1, 'c', ARGV[2])
+local started = ARGV[9]
+if not started or started == '' then started = ARGV[2] end
+redis.call('HSET', KEYS[1], 'v', 1, 'c', started)
 if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'd', ARGV[8]) end
 set_user(KEYS[1], KEYS[2] or false)
 extend(KEYS[1], KEYS[2] or false)
@@ -91,9 +94,10 @@ return 1
 """
 
 # ARGV: [1] digest, [2] now, [3] the feed's channel ('' publishes nothing).
-# Returns what the session held, {version, data, expiry, user}, or {} if it was gone.
+# Returns what the session held, {version, data, expiry, user, created, last
+# activity}, or {} if it was gone.
 _POP = _PRELUDE + """
-local cur = redis.call('HMGET', KEYS[1], 'v', 'd', 'e', 'u', 'ix')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'd', 'e', 'u', 'ix', 'c', 'a')
 if cur[1] then
   redis.call('DEL', KEYS[1])
   if cur[5] then
@@ -103,7 +107,7 @@ if cur[1] then
 end
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[1] .. ':0') end
 if not cur[1] then return {} end
-return {cur[1], cur[2] or false, cur[3], cur[4] or false}
+return {cur[1], cur[2] or false, cur[3], cur[4] or false, cur[6] or false, cur[7] or false}
 """
 
 # KEYS: [1] the index, [2..n] session hashes; ARGV: [1] now, [2] the feed's

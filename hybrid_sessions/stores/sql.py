@@ -49,9 +49,10 @@ class Statements:
         table = qn(meta.db_table)
         col = {name: qn(field.column) for name, field in self.fields.items()}
         live = f"{col['key_digest']} = %s AND {col['expire_date']} > %s"
+        # A live record, with the times its idle and absolute timeouts are measured from.
         self.select = (
             f"SELECT {col['data']}, {col['version']}, {col['expire_date']}, "  # noqa: S608
-            f"{col['user']} FROM {table} WHERE {live}"
+            f"{col['user']}, {col['created_at']}, {col['last_activity']} FROM {table} WHERE {live}"
         )
         self.exists = f"SELECT 1 FROM {table} WHERE {live}"  # noqa: S608
         common = f"{col['expire_date']} = %s, {col['last_activity']} = %s"
@@ -78,7 +79,10 @@ class Statements:
             getattr(connection, "mysql_is_mariadb", False)
         )
         self.notifies = connection.vendor == "postgresql"
-        removed = f"{col['data']}, {col['version']}, {col['expire_date']}, {col['user']}"
+        removed = (
+            f"{col['data']}, {col['version']}, {col['expire_date']}, {col['user']}, "
+            f"{col['created_at']}, {col['last_activity']}"
+        )
         self.pop = f"DELETE FROM {table} WHERE {col['key_digest']} = %s RETURNING {removed}"  # noqa: S608
         self.pop_notify = (
             f"WITH d AS ({self.pop}, {col['key_digest']}) "  # noqa: S608
@@ -101,7 +105,7 @@ class Statements:
         )
         self.converters = [
             self._converters(self.fields[name])
-            for name in ("data", "version", "expire_date", "user")
+            for name in ("data", "version", "expire_date", "user", "created_at", "last_activity")
         ]
 
     def delete_many(self, count: int) -> str:

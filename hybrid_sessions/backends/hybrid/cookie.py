@@ -8,6 +8,9 @@ cookie-resident keys (``HYBRID_SESSIONS_COOKIE_KEYS``, ``s`` = :data:`SPILLED`,
 or :data:`SPILLED_PARTIAL` when even some of those did not fit). Keys named in
 ``HYBRID_SESSIONS_SERVER_KEYS`` are never copied in; ``x`` says the session has
 some. The server always holds the whole session: the cookie only saves reads.
+With the idle or absolute timeout on, the token also carries the session's
+start and last recorded activity (claims ``st`` and ``la``, beside ``iat`` and
+``exp``), so a cookie served without the server is held to both.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from django.contrib.sessions.backends.base import VALID_KEY_CHARS
 
 from ...conf import SettingsCache, conf
 from ...cookies import log_rejected, set_cookie_size
-from ...exceptions import CookieTooLarge, MalformedToken, TokenError
+from ...exceptions import CookieTooLarge, ExpiredToken, MalformedToken, TokenError
 from ...serialization import writes_json
+from ...timeouts import ACTIVE_CLAIM, START_CLAIM, now, timeouts
 from ...tokens import TokenCodec
 
 __all__ = ["INLINE", "SPILLED", "SPILLED_PARTIAL", "HybridSettings", "Parsed", "hybrid_settings"]
@@ -96,6 +100,10 @@ class Parsed:
     issued_at: int
     current_key: bool
     server_keys: bool
+    #: The session's start and last recorded activity (``None``: a cookie issued
+    #: while the timeouts were off).
+    started_at: int | None = None
+    active_at: int | None = None
 
 
 def _to_claim(serializer: Any, data: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +128,13 @@ def parse(token: str, serializer: Any, *, verify_exp: bool = True) -> Parsed | N
     except TokenError as exc:
         log_rejected(exc)
         return None
+    started, active = decoded.claims.get(START_CLAIM), decoded.claims.get(ACTIVE_CLAIM)
+    if type(started) is not int or type(active) is not int:
+        started = active = None
+    elif verify_exp and (reason := timeouts().expired(started, active, now())):
+        # As an expired cookie: nothing of it is served, in any process.
+        log_rejected(ExpiredToken(f"The session timed out ({reason})."))
+        return None
     payload = decoded.payload
     sid, version = payload.get("sid"), payload.get("v")
     data, flag = payload.get("d"), payload.get("s", INLINE)
@@ -135,18 +150,25 @@ def parse(token: str, serializer: Any, *, verify_exp: bool = True) -> Parsed | N
         return None
     return Parsed(
         sid, version, _from_claim(serializer, data), flag, decoded.issued_at,
-        decoded.current_key, payload.get("x") == 1,
+        decoded.current_key, payload.get("x") == 1, started, active,
     )
 
 
 class CookieWriter:
     """Builds the cookie for one version of a session, within the budget."""
 
-    def __init__(self, serializer: Any, expires_at: datetime, max_age: int | None) -> None:
+    def __init__(
+        self,
+        serializer: Any,
+        expires_at: datetime,
+        max_age: int | None,
+        claims: dict[str, int] | None = None,
+    ) -> None:
         self.serializer = serializer
         self.expires_at = expires_at
         self.max_age = max_age
         self.site = hybrid_settings()
+        self.claims = claims  # the session's times, with the timeouts on
 
     def _server_only(self, data: dict[str, Any]) -> bool:
         keys = self.site.server_keys
@@ -177,16 +199,16 @@ class CookieWriter:
             cookie_data = {k: v for k, v in data.items() if k not in site.server_keys}
             token = codec.encode(
                 {"sid": sid, "v": version, "d": _to_claim(self.serializer, cookie_data), "x": 1},
-                expires_at=self.expires_at,
+                expires_at=self.expires_at, claims=self.claims,
             )
         elif writes_json(self.serializer) and b"\\u" not in blob:
             # A session id is made of VALID_KEY_CHARS only: nothing to escape.
             payload = f'{{"sid":"{sid}","v":{int(version)},"d":{blob.decode("ascii")}}}'
-            token = codec.encode_json(payload, expires_at=self.expires_at)
+            token = codec.encode_json(payload, expires_at=self.expires_at, claims=self.claims)
         else:
             token = codec.encode(
                 {"sid": sid, "v": version, "d": _to_claim(self.serializer, data)},
-                expires_at=self.expires_at,
+                expires_at=self.expires_at, claims=self.claims,
             )
         return token
 
@@ -212,7 +234,7 @@ class CookieWriter:
                 token = site.codec.encode(
                     {"sid": sid, "v": version, "d": _to_claim(self.serializer, keys), "s": kind,
                      **extra},
-                    expires_at=self.expires_at,
+                    expires_at=self.expires_at, claims=self.claims,
                 )
             except CookieTooLarge:  # claims beyond what a request may inflate
                 continue

@@ -27,6 +27,7 @@ from ...stores.operations import Flow, Get, Touch, call
 from ..base import ServerSessionBase
 from ..saving import Written, diff
 from .access import PartialAccess
+from .activity import CookieTimes
 from .cookie import (
     BARE_KEY,
     INLINE,
@@ -45,7 +46,7 @@ logger = logging.getLogger("hybrid_sessions")
 META_KEYS = frozenset({SESSION_KEY, "_session_expiry"})
 
 
-class SessionStore(PartialAccess, ServerSessionBase):
+class SessionStore(CookieTimes, PartialAccess, ServerSessionBase):
     """``SESSION_ENGINE = "hybrid_sessions.backends.hybrid"``."""
 
     _session_cache: dict[str, Any]
@@ -148,8 +149,11 @@ class SessionStore(PartialAccess, ServerSessionBase):
         )
         if decision is Decision.GONE:
             return self._ended(record_key)
-        if decision is Decision.TRUST:
-            self._confirmed = feed is not None and feed.since is not None
+        vouched = feed is not None and feed.since is not None
+        if decision is Decision.TRUST and not self._asks_for_activity(parsed, vouched):
+            self._confirmed = vouched
+            self._started_at, self._active_at = parsed.started_at, parsed.active_at
+            self._due_for_activity()
             return self._from_cookie(parsed)
         try:
             record = yield from call(Get(record_key))
@@ -161,11 +165,15 @@ class SessionStore(PartialAccess, ServerSessionBase):
                 logger.error("Session store unavailable, session not revalidated: %s", exc)
                 return self._from_cookie(parsed)
             return self._unavailable_on_load(exc)
+        if record is not None and (reason := self._timed_out(record)):
+            yield from self._end_flow(record_key, reason)
+            record = None
         if record is None:
             return self._ended(record_key)
         knowledge.learn(record_key, record.version)
         self._confirmed = True
         self._reissue = record.version != parsed.version or not parsed.current_key
+        self._reissue = self._reissue or self._stale_times(parsed, record)
         self._base_token = None
         return self._loaded(record)
 
@@ -209,6 +217,9 @@ class SessionStore(PartialAccess, ServerSessionBase):
             self._pending, self._unavailable = False, True
             return None
         changes = diff(self._resident, self._session_cache, False)
+        if record is not None and (reason := self._timed_out(record)):
+            yield from self._end_flow(digest(key), reason)
+            record = None
         if record is None:
             # Ended elsewhere: nothing of it is served; what this request itself
             # set starts a new session, as with the db engine.
@@ -299,7 +310,7 @@ class SessionStore(PartialAccess, ServerSessionBase):
             return False
         if self._baseline is not None:
             return blob == self._baseline
-        if self.modified:
+        if self.modified and not self._refresh:
             # Assigned to: almost always a change, and a write is right either way;
             # not worth verifying and parsing the cookie again to find out.
             return False
@@ -312,7 +323,9 @@ class SessionStore(PartialAccess, ServerSessionBase):
         expiry = data.get("_session_expiry")
         at_close = hybrid_settings().expire_at_close if expiry is None else expiry == 0
         max_age = None if at_close else self.get_expiry_age(expiry=expiry)
-        return CookieWriter(self.serializer, self.get_expiry_date(expiry=expiry), max_age)
+        return CookieWriter(
+            self.serializer, self.get_expiry_date(expiry=expiry), max_age, self._time_claims()
+        )
 
     def _adopt(self, written: Written) -> None:
         super()._adopt(written)
