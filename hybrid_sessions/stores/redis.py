@@ -240,6 +240,7 @@ class RedisStore(RedisListing, AnnouncingStore):
         self.pop(digest)
 
     def pop(self, digest: str) -> StoredSession | None:
+        started = time.monotonic()
         key = self._session_key(digest)
         with self._guard("delete"):
             reply = POP(self._client(), [key], [digest, now_ms(), self._publish_to(False)])
@@ -250,6 +251,7 @@ class RedisStore(RedisListing, AnnouncingStore):
         expires_at = from_ms(expires)
         if expires_at <= aware_now():
             return None
+        self._ended((digest,), text(user or None), started)
         return StoredSession(data or None, int(version), expires_at, text(user or None))
 
     # -- per user ---------------------------------------------------------------
@@ -301,9 +303,11 @@ class RedisStore(RedisListing, AnnouncingStore):
             for start in range(0, len(digests), DELETE_BATCH):
                 batch = digests[start : start + DELETE_BATCH]
                 keys = [index, *(self._session_key(d) for d in batch)]
+                started = time.monotonic()
                 ended = DELETE_USER(client, keys, [now_ms(), channel, *batch])
                 for digest in ended:
                     self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
+                self._ended(ended, user_id, started)
                 removed += len(ended)
         return removed
 
@@ -315,9 +319,11 @@ class RedisStore(RedisListing, AnnouncingStore):
             for start in range(0, len(digests), DELETE_BATCH):
                 batch = list(digests[start : start + DELETE_BATCH])
                 keys = [self._session_key(d) for d in batch]
+                started = time.monotonic()
                 ended = DELETE_MANY(client, keys, [now_ms(), channel, *batch])
                 for digest in ended:
                     self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
+                self._ended(ended, started=started)
                 removed += len(ended)
         return removed
 
