@@ -118,7 +118,7 @@ def parse(token: str, serializer: Any, *, verify_exp: bool = True) -> Parsed | N
     try:
         decoded = hybrid_settings().codec.decode(token, verify_exp=verify_exp)
     except TokenError as exc:
-        log_rejected(exc)
+        _refused(exc)
         return None
     payload = decoded.payload
     sid, version = payload.get("sid"), payload.get("v")
@@ -131,12 +131,19 @@ def parse(token: str, serializer: Any, *, verify_exp: bool = True) -> Parsed | N
         and isinstance(data, dict)
         and flag in (INLINE, SPILLED, SPILLED_PARTIAL)
     ):
-        log_rejected(MalformedToken("The token's payload is not a session reference."))
+        _refused(MalformedToken("The token's payload is not a session reference."))
         return None
     return Parsed(
         sid, version, _from_claim(serializer, data), flag, decoded.issued_at,
         decoded.current_key, payload.get("x") == 1,
     )
+
+
+def _refused(exc: TokenError) -> None:
+    """Log and signal a refused hybrid cookie; the sender is the hybrid engine's class."""
+    from .engine import SessionStore
+
+    log_rejected(exc, SessionStore)
 
 
 class CookieWriter:
@@ -147,6 +154,8 @@ class CookieWriter:
         self.expires_at = expires_at
         self.max_age = max_age
         self.site = hybrid_settings()
+        #: Whether the last cookie built carried the whole session.
+        self.inlined = False
 
     def _server_only(self, data: dict[str, Any]) -> bool:
         keys = self.site.server_keys
@@ -222,4 +231,6 @@ class CookieWriter:
         raise CookieTooLarge(size, site.cookie_max, site.cookie_name)
 
     def build(self, sid: str, version: int, data: dict[str, Any], blob: bytes) -> str:
-        return self.inline(sid, version, data, blob) or self.spilled(sid, version, data)
+        token = self.inline(sid, version, data, blob)
+        self.inlined = token is not None
+        return token or self.spilled(sid, version, data)
