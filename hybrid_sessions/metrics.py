@@ -78,21 +78,29 @@ FEED_UP = "hybrid_sessions_feed_up"
 #: Counter, lost feed connections; ``feed``.
 FEED_FAILURES = "hybrid_sessions_feed_failures"
 
-#: Every metric: its name, kind and labels.
-NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
-    COOKIE_BYTES: ("histogram", ("engine",)),
-    HYBRID_SAVES: ("counter", ("storage",)),
-    STORE_OPERATIONS: ("histogram", ("engine",)),
-    SAVE_CONFLICTS: ("counter", ()),
-    MERGES: ("counter", ()),
-    TRUST_DECISIONS: ("counter", ("decision",)),
-    REVOCATIONS: ("counter", ("path",)),
-    SESSIONS_CREATED: ("counter", ("engine",)),
-    TOKENS_REFUSED: ("counter", ("reason",)),
-    FEED_MESSAGES: ("counter", ("feed", "kind")),
-    FEED_LAG: ("histogram", ("feed",)),
-    FEED_UP: ("gauge", ("feed",)),
-    FEED_FAILURES: ("counter", ("feed",)),
+#: Every metric: its kind, its labels and what it measures (an exporter's help text).
+NAMES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    COOKIE_BYTES: (
+        "histogram", ("engine",), "Bytes of each session Set-Cookie the middleware sends."
+    ),
+    HYBRID_SAVES: ("counter", ("storage",), "Hybrid saves, by where the data went."),
+    STORE_OPERATIONS: (
+        "histogram", ("engine",), "Store operations the session engine made for one request."
+    ),
+    SAVE_CONFLICTS: ("counter", (), "Compare-and-set races a session save lost."),
+    MERGES: ("counter", (), "Session saves written after merging onto newer data."),
+    TRUST_DECISIONS: (
+        "counter", ("decision",), "Hybrid cookie loads, by whether the server was asked."
+    ),
+    REVOCATIONS: ("counter", ("path",), "Sessions ended on the server, by who ended them."),
+    SESSIONS_CREATED: ("counter", ("engine",), "Session records created."),
+    TOKENS_REFUSED: ("counter", ("reason",), "Session cookies refused, by reason."),
+    FEED_MESSAGES: ("counter", ("feed", "kind"), "Feed messages handled."),
+    FEED_LAG: (
+        "histogram", ("feed",), "Seconds from an end this process made to its own feed's echo."
+    ),
+    FEED_UP: ("gauge", ("feed",), "1 while the feed is subscribed, 0 once lost."),
+    FEED_FAILURES: ("counter", ("feed",), "Feed connections lost."),
 }
 
 
