@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from hybrid_sessions import api, metrics
 from hybrid_sessions.backends.hybrid import SessionStore as HybridStore
 from hybrid_sessions.backends.hybrid import record_digest
-from hybrid_sessions.feeds import Feed
+from hybrid_sessions.feeds import Feed, stop_all
 from tests.engines import ENGINES, Engine
 from tests.prometheus_recorder import PrometheusRecorder
 
@@ -236,7 +236,8 @@ def live_feed(
             pytest.skip("the PostgreSQL feed needs HYBRID_SESSIONS_TEST_DB=postgres")
     else:
         settings.HYBRID_SESSIONS_SPILL_ENGINE = "hybrid_sessions.backends.cache"
-    feed = HybridStore.get_store().feed()
+    stop_all()  # the only listener of the process: one with another HYBRID_SESSIONS_FEED
+    feed = HybridStore.get_store().feed()  # would share its channel and its name
     assert feed is not None
     feed.ensure_running()
     assert feed.wait_until_up()
