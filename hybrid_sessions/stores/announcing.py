@@ -35,7 +35,7 @@ class AnnouncingStore:
         """This store's feed, or ``None`` when it has none (or announces nothing)."""
         return None
 
-    def _ended(
+    def _report_ends(
         self, digests: Sequence[str | bytes], user_id: str | None = None, started: float = 0.0
     ) -> None:
         """These sessions ended, by a call that started at ``started`` (``time.monotonic()``).

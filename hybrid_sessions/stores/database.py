@@ -239,7 +239,7 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
         data, version, expires_at, user_id = sql.row(rows[0][:4])
         if expires_at <= timezone.now():
             return None
-        self._ended((digest,), None if user_id is None else str(user_id), started)
+        self._report_ends((digest,), None if user_id is None else str(user_id), started)
         return StoredSession(
             as_bytes(data), version, expires_at, None if user_id is None else str(user_id)
         )
@@ -289,7 +289,7 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
                 qs.filter(pk__in=[d for (d,) in ended])._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
         for row in ended:
             self._learn(row[0], GONE)
-        self._ended([row[0] for row in ended], user_id, started)
+        self._report_ends([row[0] for row in ended], user_id, started)
         return len(ended)
 
     def delete_many(self, digests: Sequence[str]) -> int:
@@ -315,7 +315,7 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
                     qs._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
             for row in ended:
                 self._learn(row[0], GONE)
-            self._ended([row[0] for row in ended], started=started)
+            self._report_ends([row[0] for row in ended], started=started)
             removed += len(ended)
         return removed
 

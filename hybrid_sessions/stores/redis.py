@@ -251,7 +251,7 @@ class RedisStore(RedisListing, AnnouncingStore):
         expires_at = from_ms(expires)
         if expires_at <= aware_now():
             return None
-        self._ended((digest,), text(user or None), started)
+        self._report_ends((digest,), text(user or None), started)
         return StoredSession(data or None, int(version), expires_at, text(user or None))
 
     # -- per user ---------------------------------------------------------------
@@ -307,7 +307,7 @@ class RedisStore(RedisListing, AnnouncingStore):
                 ended = DELETE_USER(client, keys, [now_ms(), channel, *batch])
                 for digest in ended:
                     self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
-                self._ended(ended, user_id, started)
+                self._report_ends(ended, user_id, started)
                 removed += len(ended)
         return removed
 
@@ -323,7 +323,7 @@ class RedisStore(RedisListing, AnnouncingStore):
                 ended = DELETE_MANY(client, keys, [now_ms(), channel, *batch])
                 for digest in ended:
                     self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
-                self._ended(ended, started=started)
+                self._report_ends(ended, started=started)
                 removed += len(ended)
         return removed
 
