@@ -25,6 +25,7 @@ face named is the session's own ``flush()``/``delete()``, which is what
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -79,6 +80,9 @@ key_rotated = Signal()
 #: The paths this package names. A site may name its own.
 PATHS = ("logout", "api", "admin", "command", "purge", "limit", "timeout", "cycle")
 
+#: Where a robust send logs a receiver's exception, as Django's ``send_robust()`` does.
+dispatch_logger = logging.getLogger("django.dispatch")
+
 _path: ContextVar[str | None] = ContextVar("hybrid_sessions_revocation_path", default=None)
 
 
@@ -107,22 +111,35 @@ def current_revocation_path() -> str:
 _scheduled: set[asyncio.Task[Any]] = set()
 
 
-def emit(signal: Signal, sender: Any, **named: Any) -> None:
+def emit(signal: Signal, sender: Any, *, robust: bool = False, **named: Any) -> None:
     """``signal.send(sender, **named)``, also from an event loop's thread.
 
     The async engine methods (``asave()``...) run on the event loop, where
     Django's ``send()`` cannot call an async receiver (``async_to_sync`` refuses
     to run there). There, sync receivers are called at once, as ``send()``
-    would, and async receivers are scheduled on the loop.
+    would, and async receivers are scheduled on the loop. ``robust``: a
+    receiver's exception is logged (``django.dispatch``), as by
+    ``send_robust()``, instead of raised.
     """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        signal.send(sender, **named)
+        if robust:
+            signal.send_robust(sender, **named)
+        else:
+            signal.send(sender, **named)
         return
     sync_receivers, async_receivers = signal._live_receivers(sender)
     for receiver in sync_receivers:
-        receiver(signal=signal, sender=sender, **named)
+        try:
+            receiver(signal=signal, sender=sender, **named)
+        except Exception as exc:
+            if not robust:
+                raise
+            dispatch_logger.error(
+                "Error calling %s in a robust signal send (%s)",
+                getattr(receiver, "__qualname__", receiver), exc, exc_info=exc,
+            )
     for receiver in async_receivers:
         task = loop.create_task(receiver(signal=signal, sender=sender, **named))
         _scheduled.add(task)

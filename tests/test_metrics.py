@@ -68,12 +68,13 @@ def _engine(request: pytest.FixtureRequest, db: None) -> Iterator[Engine]:
         yield eng
 
 
-server_engine = pytest.fixture(params=SERVER_ENGINES, ids=[e.name for e in SERVER_ENGINES])(
-    _engine
-)
-hybrid_engine = pytest.fixture(params=HYBRID_ENGINES, ids=[e.name for e in HYBRID_ENGINES])(
-    _engine
-)
+def _engines(engines: list[Engine]) -> Any:
+    params = [pytest.param(e, marks=[pytest.mark.redis] if e.needs_redis else []) for e in engines]
+    return pytest.fixture(params=params, ids=[e.name for e in engines])(_engine)
+
+
+server_engine = _engines(SERVER_ENGINES)
+hybrid_engine = _engines(HYBRID_ENGINES)
 
 
 def label(engine: Engine) -> str:

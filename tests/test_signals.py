@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +47,8 @@ HYBRID_ENGINES = [e for e in ENGINES if e.path.endswith("hybrid")]
 
 
 def _engines(engines: list[Engine]) -> Any:
-    return pytest.fixture(params=engines, ids=[e.name for e in engines])(_engine)
+    params = [pytest.param(e, marks=[pytest.mark.redis] if e.needs_redis else []) for e in engines]
+    return pytest.fixture(params=params, ids=[e.name for e in engines])(_engine)
 
 
 def _engine(request: pytest.FixtureRequest, db: None) -> Iterator[Engine]:
@@ -265,6 +267,25 @@ def test_cycle_key_revokes_the_old_record_with_the_path_cycle_and_rotates_the_ke
     assert rotated[0]["reason"] == "cycle"
     assert rotated[0]["previous_digest"] == old
     assert rotated[0]["sender"] is server_engine.store
+
+
+def test_a_failing_revocation_receiver_is_logged_and_never_stops_an_end(
+    server_engine: Engine, alice: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    browsers = [logged_in(alice) for _ in range(3)]
+
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("audit log down")
+
+    session_revoked.connect(broken)
+    try:
+        with caplog.at_level(logging.ERROR, logger="django.dispatch"):
+            assert api.revoke_all_sessions(alice) == 3
+            assert api.revoke_all_sessions(alice) == 0
+    finally:
+        session_revoked.disconnect(broken)
+    assert [browser.get("/read/").json() for browser in browsers] == [{}, {}, {}]
+    assert "audit log down" in caplog.text
 
 
 def test_the_outermost_face_names_the_path() -> None:

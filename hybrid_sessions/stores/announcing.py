@@ -50,7 +50,9 @@ class AnnouncingStore:
         ended = tuple(d.decode() if isinstance(d, bytes) else d for d in digests)
         path = current_revocation_path()
         if session_revoked.receivers:
-            emit(session_revoked, type(self), digests=ended, path=path, user_id=user_id)
+            # Robust: a failing receiver must not leave a bulk end half done.
+            emit(session_revoked, type(self), robust=True, digests=ended, path=path,
+                 user_id=user_id)
         if recorder is not None:
             recorder.counter(metrics.REVOCATIONS, len(ended), path=path)
             feed = self.feed() if self.announce not in (None, "off") else None
