@@ -31,6 +31,7 @@ from . import api, inventory
 from .devices import device_name
 from .exceptions import RevocationNotSupported, SessionStoreUnavailable
 from .models import Session
+from .signals import revocation_path
 from .stores.base import SessionInfo
 
 __all__ = ["SessionAdmin", "session_rows"]
@@ -215,6 +216,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             ),
         ]
 
+    @revocation_path("admin")
     def _run_action(self, request: HttpRequest) -> HttpResponseRedirect:
         self._require(request, delete=True)
         action = request.POST.get("action", "")
@@ -300,6 +302,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         )
         return TemplateResponse(request, "admin/hybrid_sessions/session/detail.html", context)
 
+    @revocation_path("admin")
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Confirm, then end one session."""
         self._require(request, delete=True)
@@ -317,6 +320,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         context = self._context(request, _("Revoke a session"), row=row)
         return TemplateResponse(request, "admin/hybrid_sessions/session/revoke.html", context)
 
+    @revocation_path("admin")
     def logout_user_view(self, request: HttpRequest, user_id: str) -> HttpResponse:
         """Confirm, then end every session of one user ("log out everywhere")."""
         self._require(request, delete=True)

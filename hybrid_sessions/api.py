@@ -30,6 +30,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from .exceptions import RevocationNotSupported
+from .signals import revocation_path
 from .stores.base import ServerStore, SessionInfo
 
 if TYPE_CHECKING:
@@ -123,7 +124,8 @@ def revoke_session(user: User, digest: str) -> bool:
         return False
     if not any(info.digest == digest for info in store.list_user(user_id)):
         return False
-    store.delete(digest)
+    with revocation_path("api"):
+        store.delete(digest)
     return True
 
 
@@ -138,7 +140,9 @@ def revoke_other_sessions(request: HttpRequest) -> int:
     user_id = _user_id(getattr(request, "user", None))
     if user_id is None:
         return 0
-    return store.delete_user(user_id, keep=current_digest(request))
+    keep = current_digest(request)
+    with revocation_path("api"):
+        return store.delete_user(user_id, keep=keep)
 
 
 def revoke_all_sessions(user: User) -> int:
@@ -147,7 +151,8 @@ def revoke_all_sessions(user: User) -> int:
     user_id = _user_id(user)
     if user_id is None:
         return 0
-    return store.delete_user(user_id)
+    with revocation_path("api"):
+        return store.delete_user(user_id)
 
 
 # -- async ------------------------------------------------------------------------
@@ -170,7 +175,8 @@ async def arevoke_session(user: User, digest: str) -> bool:
         return False
     if not any(info.digest == digest for info in await store.alist_user(user_id)):
         return False
-    await store.adelete(digest)
+    with revocation_path("api"):
+        await store.adelete(digest)
     return True
 
 
@@ -183,7 +189,8 @@ async def arevoke_other_sessions(request: HttpRequest) -> int:
     if user_id is None:
         return 0
     keep = await sync_to_async(current_digest)(request)
-    return await store.adelete_user(user_id, keep=keep)
+    with revocation_path("api"):
+        return await store.adelete_user(user_id, keep=keep)
 
 
 async def arevoke_all_sessions(user: User) -> int:
@@ -192,7 +199,8 @@ async def arevoke_all_sessions(user: User) -> int:
     user_id = _user_id(user)
     if user_id is None:
         return 0
-    return await store.adelete_user(user_id)
+    with revocation_path("api"):
+        return await store.adelete_user(user_id)
 
 
 # -- operators --------------------------------------------------------------------
@@ -207,7 +215,8 @@ def end_sessions(digests: Iterable[str]) -> int:
     valid = sorted({d for d in digests if _DIGEST.fullmatch(d)})
     if not valid:
         return 0
-    return get_server_store().delete_many(valid)
+    with revocation_path("api"):
+        return get_server_store().delete_many(valid)
 
 
 async def aend_sessions(digests: Iterable[str]) -> int:
@@ -215,4 +224,5 @@ async def aend_sessions(digests: Iterable[str]) -> int:
     valid = sorted({d for d in digests if _DIGEST.fullmatch(d)})
     if not valid:
         return 0
-    return await get_server_store().adelete_many(valid)
+    with revocation_path("api"):
+        return await get_server_store().adelete_many(valid)

@@ -11,12 +11,15 @@ import logging
 import re
 import time
 from http.cookies import SimpleCookie
+from typing import Any
 
 from django.conf import settings
 from django.utils.http import http_date
 
+from . import metrics
 from .conf import SettingsCache, conf
 from .exceptions import ExpiredToken, TokenError
+from .signals import emit, token_refused
 
 __all__ = ["cookie_budget", "log_rejected", "set_cookie_size"]
 
@@ -47,15 +50,21 @@ class CookieSettings:
 _cookie_settings = SettingsCache(CookieSettings)
 
 
-def log_rejected(exc: TokenError) -> None:
+def log_rejected(exc: TokenError, sender: Any = None) -> None:
     """Log a refused session cookie where Django logs suspicious sessions.
 
     An expired cookie is routine (a browser kept a session cookie): ``INFO``.
     Anything else was not minted by this site for this cookie: ``WARNING``.
-    The token itself is never logged.
+    The token itself is never logged. ``sender`` (the engine's class) is sent
+    :data:`~hybrid_sessions.signals.token_refused`.
     """
     level = logging.INFO if isinstance(exc, ExpiredToken) else logging.WARNING
-    security_logger.log(level, "Session cookie rejected (%s): %s", type(exc).__name__, exc)
+    reason = type(exc).__name__
+    security_logger.log(level, "Session cookie rejected (%s): %s", reason, exc)
+    if token_refused.receivers:
+        emit(token_refused, sender, reason=reason, error=exc)
+    if metrics.recorder is not None:
+        metrics.recorder.counter(metrics.TOKENS_REFUSED, reason=reason)
 
 
 def _cookie_string(name: str, value: str, max_age: int | None) -> str:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import metrics
 from .knowledge import GONE, knowledge, now
 
 __all__ = [
@@ -79,6 +80,7 @@ class Feed:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._reported_up = 0.0
         _feeds.add(self)
 
     def ensure_running(self) -> None:
@@ -123,12 +125,38 @@ class Feed:
             # Anyone who can publish on the channel can send anything: what is not
             # exactly what a store sends is dropped, and never takes the link down.
             self.stats.malformed += 1
+            if metrics.recorder is not None:
+                metrics.recorder.counter(metrics.FEED_MESSAGES, feed=self.name, kind="malformed")
             return
         digest, _, version = text.partition(":")
         # Heard, not confirmed: a message can make cookies ask or end, never trusted.
         knowledge.learn(digest, int(version) or GONE, confirmed=False)
         self.stats.messages += 1
         self.stats.handled_seconds += time.perf_counter() - started
+        if metrics.recorder is not None:
+            self._measure(text, int(version) == GONE)
+
+    def _measure(self, text: str, end: bool) -> None:
+        recorder = metrics.recorder
+        if recorder is None:
+            return
+        recorder.counter(metrics.FEED_MESSAGES, feed=self.name, kind="end" if end else "version")
+        if end:
+            metrics.echo.heard(self.name, text, time.monotonic())
+
+    def _report_up(self) -> None:
+        """Refresh the ``up`` gauge, at most once per poll interval."""
+        recorder = metrics.recorder
+        at = time.monotonic()
+        if recorder is not None and at - self._reported_up >= POLL_SECONDS:
+            self._reported_up = at
+            recorder.gauge(metrics.FEED_UP, 1, feed=self.name)
+
+    def _report_down(self) -> None:
+        self._reported_up = 0.0
+        recorder = metrics.recorder
+        if recorder is not None:
+            recorder.gauge(metrics.FEED_UP, 0, feed=self.name)
 
     def _loop(self) -> None:
         try:
@@ -137,6 +165,7 @@ class Feed:
             # However the thread ends, it no longer vouches for anything; the next
             # request's ensure_running() starts another.
             self.since = None
+            self._report_down()
 
     def _listen(self) -> None:
         backoff = 0.1
@@ -146,6 +175,8 @@ class Feed:
                 for text in self.listener():
                     if stop.is_set():
                         break
+                    if self.since is not None and metrics.recorder is not None:
+                        self._report_up()
                     if text is None:
                         continue
                     if text == SUBSCRIBED:
@@ -154,12 +185,16 @@ class Feed:
                         self.since = now()
                         self.stats.connects += 1
                         backoff = 0.1
+                        self._report_up()
                         if self.stats.failures:
                             logger.warning("Session feed %s is back", self.name)
                         continue
                     self.handle(text)
             except Exception as exc:  # any failure of the link: reconnect
                 self.stats.failures += 1
+                if metrics.recorder is not None:
+                    metrics.recorder.counter(metrics.FEED_FAILURES, feed=self.name)
+                    self._report_down()
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 if self.since is not None or self.stats.failures == 1:
                     logger.error(

@@ -17,12 +17,14 @@ from django.http import HttpRequest
 from . import api
 from .conf import conf
 from .exceptions import RevocationNotSupported, SessionStoreUnavailable
+from .signals import revocation_path
 
 logger = logging.getLogger("hybrid_sessions")
 
 __all__ = ["enforce_session_limit"]
 
 
+@revocation_path("limit")
 def enforce_session_limit(
     sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
 ) -> int:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from . import api, inventory
+from .signals import revocation_path
 from .stores.base import SessionFilter
 
 __all__ = ["PurgeResult", "parse_duration", "purge"]
@@ -50,6 +51,7 @@ class PurgeResult:
     dry_run: bool
 
 
+@revocation_path("purge")
 def purge(
     *,
     expired: bool = False,

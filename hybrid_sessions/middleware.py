@@ -19,14 +19,16 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
+from . import metrics
 from .conf import USER_AGENT_MAX_LENGTH, conf
 
 __all__ = ["SessionMiddleware"]
@@ -67,6 +69,23 @@ class SessionMiddleware(DjangoSessionMiddleware):
     def __init__(self, get_response: Any) -> None:
         super().__init__(get_response)
         self._accepts = _accepted_kwargs(self.SessionStore)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.async_mode or metrics.recorder is None:
+            return super().__call__(request)
+        with metrics.counting_operations() as operations:
+            response = super().__call__(request)
+        assert isinstance(response, HttpResponseBase)
+        _measure(request, response, operations[0])
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if metrics.recorder is None:
+            return await super().__acall__(request)
+        with metrics.counting_operations() as operations:
+            response = await super().__acall__(request)
+        _measure(request, response, operations[0])
+        return response
 
     def client_metadata(self, request: HttpRequest) -> dict[str, str | None]:
         """The constructor arguments the engine takes and the settings allow."""
@@ -120,3 +139,18 @@ class SessionMiddleware(DjangoSessionMiddleware):
             samesite=settings.SESSION_COOKIE_SAMESITE,
         )
         patch_vary_headers(response, ("Cookie",))
+
+
+def _measure(request: HttpRequest, response: HttpResponseBase, operations: int) -> None:
+    """The request's store operations and the session cookie it sets, for the metrics."""
+    recorder = metrics.recorder
+    session = getattr(request, "session", None)
+    if recorder is None or session is None:
+        return
+    engine = metrics.engine_label(type(session))
+    recorder.histogram(metrics.STORE_OPERATIONS, operations, engine=engine)
+    morsel = response.cookies.get(settings.SESSION_COOKIE_NAME)
+    if morsel is not None and morsel.value:
+        recorder.histogram(
+            metrics.COOKIE_BYTES, len(morsel.OutputString().encode()), engine=engine
+        )

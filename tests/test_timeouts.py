@@ -308,6 +308,30 @@ def test_a_timed_out_session_loaded_by_its_key_is_ended_in_the_store(
         assert entry[0] == GONE
 
 
+def test_ending_a_timed_out_session_reports_the_timeout_path(
+    engine: Engine, client: Client, clock: time_machine.Traveller, settings: Any
+) -> None:
+    if not engine.server_side:
+        pytest.skip("no server record")
+    from hybrid_sessions.signals import session_revoked
+
+    client.get("/write/?cart=3")
+    key = session_key_of(engine, cookie_of(client))
+    paths: list[str] = []
+
+    def heard(sender: Any, path: str, **kwargs: Any) -> None:
+        paths.append(path)
+
+    session_revoked.connect(heard)
+    try:
+        clock.shift(IDLE + 1)
+        settings.HYBRID_SESSIONS_IDLE_TIMEOUT = IDLE
+        assert engine.store(session_key=key).load() == {}
+    finally:
+        session_revoked.disconnect(heard)
+    assert paths == ["timeout"]
+
+
 def test_a_timed_out_session_reads_as_empty_asynchronously(
     engine: Engine, client: Client, clock: time_machine.Traveller, timeouts: Any
 ) -> None:

@@ -13,6 +13,7 @@ import logging
 from datetime import datetime
 
 from ..exceptions import SessionStoreUnavailable
+from ..signals import revocation_path
 from ..stores.base import StoredSession
 from ..stores.operations import Flow, Pop, call
 from ..timeouts import epoch, now, timeouts
@@ -44,7 +45,8 @@ class Activity:
         """End a timed-out session through the store, as a logout would: every process hears."""
         security_logger.info("Session ended: %s timeout.", reason)
         try:
-            yield from call(Pop(key))
+            with revocation_path("timeout"):
+                yield from call(Pop(key))
         except SessionStoreUnavailable as exc:
             # Its record expires by itself (see ``Timeouts.cap``); it is not served either way.
             logger.error("Session store unavailable, timed-out session not removed: %s", exc)

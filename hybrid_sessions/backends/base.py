@@ -20,9 +20,11 @@ from django.contrib.sessions.backends.base import (
 from django.core.exceptions import SuspiciousOperation
 from django.utils.crypto import get_random_string
 
+from .. import metrics
 from ..conf import conf
 from ..exceptions import SessionStoreUnavailable
 from ..serialization import session_serializer
+from ..signals import emit, key_rotated, revocation_path, session_created
 from ..stores.base import LockingStore, ServerStore, SessionMeta, StoredSession, digest
 from ..stores.operations import Create, Flow, Get, Pop, R, arun, call, run
 from .activity import Activity
@@ -276,6 +278,7 @@ class ServerSessionBase(Activity, SessionBase):
             if not (yield from call(Create(key, blob, self._meta(data)))):
                 raise CreateError
             self._adopt(Written(1, data, blob))
+            self._created()
             return None
         written = yield from save_flow(
             self, key, self._version, data,
@@ -285,6 +288,14 @@ class ServerSessionBase(Activity, SessionBase):
         if written is not None:
             self._adopt(written)
         return None
+
+    def _created(self) -> None:
+        """A new record was stored: tell the receivers and the metrics."""
+        if session_created.receivers:
+            emit(session_created, type(self), session=self)
+        if metrics.recorder is not None:
+            engine = metrics.engine_label(type(self))
+            metrics.recorder.counter(metrics.SESSIONS_CREATED, engine=engine)
 
     def _adopt(self, written: Written) -> None:
         """A write succeeded: what it wrote is the new baseline."""
@@ -343,15 +354,27 @@ class ServerSessionBase(Activity, SessionBase):
 
     def cycle_key(self) -> None:
         data = self._get_session()  # type: ignore[attr-defined, unused-ignore]
-        data = self._retired_data(self._run(self._retire_flow(data)))
+        previous = self.session_key
+        with revocation_path("cycle"):
+            data = self._retired_data(self._run(self._retire_flow(data)))
         self.create()
         self._session_cache = data
+        self._rotated(previous)
 
     async def acycle_key(self) -> None:
         data = await self._aget_session()  # type: ignore[attr-defined, unused-ignore]
-        data = self._retired_data(await self._arun(self._retire_flow(data)))
+        previous = self.session_key
+        with revocation_path("cycle"):
+            data = self._retired_data(await self._arun(self._retire_flow(data)))
         await self.acreate()
         self._session_cache = data
+        self._rotated(previous)
+
+    def _rotated(self, previous: str | None) -> None:
+        """``cycle_key()`` replaced the key ``previous`` (if there was one)."""
+        if previous is not None and key_rotated.receivers:
+            emit(key_rotated, type(self), session=self, reason="cycle",
+                 previous_digest=digest(previous))
 
     def _retired_data(self, data: dict[str, Any]) -> dict[str, Any]:
         self._session_cache = data
@@ -373,11 +396,15 @@ class ServerSessionBase(Activity, SessionBase):
     def delete(self, session_key: str | None = None) -> None:
         key = self._key_to_delete(session_key)
         if key is not None:
+            if metrics.recorder is not None:
+                metrics.store_operation()
             self.store.delete(key)
 
     async def adelete(self, session_key: str | None = None) -> None:
         key = self._key_to_delete(session_key)
         if key is not None:
+            if metrics.recorder is not None:
+                metrics.store_operation()
             await self.store.adelete(key)
 
     @classmethod

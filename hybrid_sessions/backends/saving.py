@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from django.contrib.sessions.backends.base import UpdateError
 
+from .. import metrics
+from ..signals import emit, session_merged
 from ..stores.base import CasResult, SessionMeta, StoredSession
 from ..stores.operations import (
     CompareAndSet,
@@ -153,6 +155,7 @@ def save_flow(
     """
     changes: Changes | None = None  # worked out only once a race is lost
     target = data
+    lost = 0  # compare-and-set races lost so far
     for attempt in itertools.count(1):
         blob = session._dumps(target)
         meta = session._meta(target)
@@ -171,13 +174,14 @@ def save_flow(
             merge = LockedMerge(session, changes)
             result = yield from call(UpdateLocked(key, merge))
             if result.ok:
-                return Written(result.version, merge.target, merge.blob)
+                return _won(session, lost, Written(result.version, merge.target, merge.blob))
             current = result.current
         else:
             result = yield from call(CompareAndSet(key, version, blob, meta))
             if result.ok:
-                return Written(result.version, target, blob)
+                return _won(session, lost, Written(result.version, target, blob))
             current = result.current
+            lost = _lost(lost)
         pause = retry_delay(attempt)
         if current is not None and pause:
             # Pause, then read again: the state that won may be newer by now.
@@ -191,6 +195,23 @@ def save_flow(
         if attempt >= attempts:
             break
     raise UpdateError
+
+
+def _lost(lost: int) -> int:
+    """One more race lost: counted, and merged onto the winner's data next."""
+    if metrics.recorder is not None:
+        metrics.recorder.counter(metrics.SAVE_CONFLICTS)
+    return lost + 1
+
+
+def _won(session: Saving, lost: int, written: Written) -> Written:
+    """A write went through; after lost races, it merged."""
+    if lost:
+        if session_merged.receivers:
+            emit(session_merged, type(session), session=session, conflicts=lost)
+        if metrics.recorder is not None:
+            metrics.recorder.counter(metrics.MERGES)
+    return written
 
 
 def _plan(session: Saving, data: dict[str, Any]) -> Changes:

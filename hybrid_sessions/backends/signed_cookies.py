@@ -26,8 +26,10 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils import timezone
 
+from .. import metrics
 from ..cookies import cookie_budget, log_rejected, set_cookie_size
 from ..exceptions import CookieTooLarge, ExpiredToken, MalformedToken, TokenError
+from ..signals import emit, key_rotated, session_created
 from ..timeouts import START_CLAIM, timeouts
 from ..timeouts import now as clock
 from ..tokens import TokenCodec
@@ -62,7 +64,7 @@ class SessionStore(SessionBase):
         super().__init__(session_key)
         if session_key and self.session_key is None:
             # Shorter than any key (Django's rule): refused before the codec sees it.
-            log_rejected(MalformedToken("The cookie is too short to be a token."))
+            log_rejected(MalformedToken("The cookie is too short to be a token."), type(self))
 
     def load(self) -> dict[str, Any]:
         """Verify the token; anything not ours, expired or tampered loads as empty."""
@@ -72,7 +74,7 @@ class SessionStore(SessionBase):
         try:
             decoded = codec().decode(token)
         except TokenError as exc:
-            log_rejected(exc)
+            log_rejected(exc, type(self))
             # Forget the token: the middleware then deletes the cookie.
             self._session_key = None
             return {}
@@ -83,12 +85,15 @@ class SessionStore(SessionBase):
         ):
             # As Django's engine does: lowering SESSION_COOKIE_AGE also ends the
             # cookies already issued under the default policy.
-            log_rejected(ExpiredToken("The token is older than the session cookie age."))
+            expired = ExpiredToken("The token is older than the session cookie age.")
+            log_rejected(expired, type(self))
             self._session_key = None
             return {}
         if not decoded.current_key:
             # Verified with a fallback key (or in the other format): re-sign on the way out.
             self.modified = True
+            if key_rotated.receivers:
+                emit(key_rotated, type(self), session=self, reason="secret", previous_digest=None)
         if timeouts().on and not self._within_timeouts(decoded.claims, decoded.issued_at):
             self._session_key = None
             return {}
@@ -163,8 +168,14 @@ class SessionStore(SessionBase):
         budget = cookie_budget()
         if size > budget:
             raise CookieTooLarge(size, budget, name)
+        created = not self.session_key
         self._session_key = token
         self.modified = True
+        if created and session_created.receivers:
+            emit(session_created, type(self), session=self)
+        if created and metrics.recorder is not None:
+            engine = metrics.engine_label(type(self))
+            metrics.recorder.counter(metrics.SESSIONS_CREATED, engine=engine)
 
     async def asave(self, must_create: bool = False) -> None:
         self.save(must_create=must_create)
@@ -188,7 +199,10 @@ class SessionStore(SessionBase):
 
     def cycle_key(self) -> None:
         """A new token for the same data (an issued token cannot be revoked before ``exp``)."""
+        rotated = bool(self.session_key)
         self.save()
+        if rotated and key_rotated.receivers:
+            emit(key_rotated, type(self), session=self, reason="cycle", previous_digest=None)
 
     async def acycle_key(self) -> None:
         self.cycle_key()

@@ -14,6 +14,7 @@ go to the write database so a request always reads its own writes.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -221,6 +222,7 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
         self.pop(digest)
 
     def pop(self, digest: str) -> StoredSession | None:
+        started = time.monotonic()
         db, sql = self._statements()
         channel = self._channel(sql, versions=False)
         if channel is not None:
@@ -243,6 +245,7 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
         data, version, expires_at, user_id, created_at, last_activity = sql.row(rows[0][:6])
         if expires_at <= timezone.now():
             return None
+        self._report_ends((digest,), None if user_id is None else str(user_id), started)
         return StoredSession(
             as_bytes(data), version, expires_at, None if user_id is None else str(user_id),
             created_at, last_activity,
@@ -273,6 +276,7 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
         pk = self._user_pk(user_id)
         if pk is None:
             return 0
+        started = time.monotonic()
         db, sql = self._statements()
         statement = sql.delete_user + ("" if keep is None else sql.keep)
         params = [sql.prep("user", pk), *([] if keep is None else [keep])]
@@ -292,6 +296,7 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
                 qs.filter(pk__in=[d for (d,) in ended])._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
         for row in ended:
             self._learn(row[0], GONE)
+        self._report_ends([row[0] for row in ended], user_id, started)
         return len(ended)
 
     def delete_many(self, digests: Sequence[str]) -> int:
@@ -300,6 +305,7 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
         channel = self._channel(sql, versions=False)
         removed = 0
         for start in range(0, len(digests), DELETE_CHUNK):
+            started = time.monotonic()
             chunk = list(digests[start : start + DELETE_CHUNK])
             if channel is not None or sql.returning:
                 statement = sql.delete_many(len(chunk)) + sql.returning_digest
@@ -316,6 +322,7 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
                     qs._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
             for row in ended:
                 self._learn(row[0], GONE)
+            self._report_ends([row[0] for row in ended], started=started)
             removed += len(ended)
         return removed
 

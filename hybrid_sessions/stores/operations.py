@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from asgiref.sync import sync_to_async
 
+from .. import metrics
 from ..exceptions import SessionStoreUnavailable
 from .base import CasResult, LockingStore, ServerStore, SessionMeta, StoredSession
 
@@ -152,6 +153,8 @@ def run(flow: Flow[R], store: Callable[[], ServerStore]) -> R:
         op = next(flow)
         target = store()
         while True:
+            if metrics.recorder is not None and not isinstance(op, Sleep):
+                metrics.store_operation()
             try:
                 result = op.sync(target)
             except SessionStoreUnavailable as exc:
@@ -168,6 +171,8 @@ async def arun(flow: Flow[R], store: Callable[[], ServerStore]) -> R:
         op = next(flow)
         target = store()
         while True:
+            if metrics.recorder is not None and not isinstance(op, Sleep):
+                metrics.store_operation()
             try:
                 result = await op.asynchronous(target)
             except SessionStoreUnavailable as exc:

@@ -246,6 +246,7 @@ class RedisStore(RedisListing, AnnouncingStore):
         self.pop(digest)
 
     def pop(self, digest: str) -> StoredSession | None:
+        started = time.monotonic()
         key = self._session_key(digest)
         with self._guard("delete"):
             reply = POP(self._client(), [key], [digest, now_ms(), self._publish_to(False)])
@@ -256,6 +257,7 @@ class RedisStore(RedisListing, AnnouncingStore):
         expires_at = from_ms(expires)
         if expires_at <= aware_now():
             return None
+        self._report_ends((digest,), text(user or None), started)
         return StoredSession(
             data or None, int(version), expires_at, text(user or None),
             _time(created or None), _time(active or None),
@@ -310,9 +312,11 @@ class RedisStore(RedisListing, AnnouncingStore):
             for start in range(0, len(digests), DELETE_BATCH):
                 batch = digests[start : start + DELETE_BATCH]
                 keys = [index, *(self._session_key(d) for d in batch)]
+                started = time.monotonic()
                 ended = DELETE_USER(client, keys, [now_ms(), channel, *batch])
                 for digest in ended:
                     self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
+                self._report_ends(ended, user_id, started)
                 removed += len(ended)
         return removed
 
@@ -324,9 +328,11 @@ class RedisStore(RedisListing, AnnouncingStore):
             for start in range(0, len(digests), DELETE_BATCH):
                 batch = list(digests[start : start + DELETE_BATCH])
                 keys = [self._session_key(d) for d in batch]
+                started = time.monotonic()
                 ended = DELETE_MANY(client, keys, [now_ms(), channel, *batch])
                 for digest in ended:
                     self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
+                self._report_ends(ended, started=started)
                 removed += len(ended)
         return removed
 

@@ -126,7 +126,7 @@ def parse(token: str, serializer: Any, *, verify_exp: bool = True) -> Parsed | N
     try:
         decoded = hybrid_settings().codec.decode(token, verify_exp=verify_exp)
     except TokenError as exc:
-        log_rejected(exc)
+        _refused(exc)
         return None
     started, active = decoded.claims.get(START_CLAIM), decoded.claims.get(ACTIVE_CLAIM)
     if type(started) is not int or type(active) is not int:
@@ -146,12 +146,19 @@ def parse(token: str, serializer: Any, *, verify_exp: bool = True) -> Parsed | N
         and isinstance(data, dict)
         and flag in (INLINE, SPILLED, SPILLED_PARTIAL)
     ):
-        log_rejected(MalformedToken("The token's payload is not a session reference."))
+        _refused(MalformedToken("The token's payload is not a session reference."))
         return None
     return Parsed(
         sid, version, _from_claim(serializer, data), flag, decoded.issued_at,
         decoded.current_key, payload.get("x") == 1, started, active,
     )
+
+
+def _refused(exc: TokenError) -> None:
+    """Log and signal a refused hybrid cookie; the sender is the hybrid engine's class."""
+    from .engine import SessionStore
+
+    log_rejected(exc, SessionStore)
 
 
 class CookieWriter:
@@ -169,6 +176,8 @@ class CookieWriter:
         self.max_age = max_age
         self.site = hybrid_settings()
         self.claims = claims  # the session's times, with the timeouts on
+        #: Whether the last cookie built carried the whole session.
+        self.inlined = False
 
     def _server_only(self, data: dict[str, Any]) -> bool:
         keys = self.site.server_keys
@@ -244,4 +253,6 @@ class CookieWriter:
         raise CookieTooLarge(size, site.cookie_max, site.cookie_name)
 
     def build(self, sid: str, version: int, data: dict[str, Any], blob: bytes) -> str:
-        return self.inline(sid, version, data, blob) or self.spilled(sid, version, data)
+        token = self.inline(sid, version, data, blob)
+        self.inlined = token is not None
+        return token or self.spilled(sid, version, data)

@@ -18,10 +18,12 @@ from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import UpdateError
 
+from ... import metrics
 from ...conf import DEFAULT_COOKIE_KEYS, conf
 from ...cookies import log_rejected
 from ...exceptions import MalformedToken, SessionStoreUnavailable
 from ...knowledge import CLOCK_SKEW, GONE, Decision, Token, decide, knowledge, now
+from ...signals import emit, key_rotated, session_inlined, session_spilled
 from ...stores.base import ServerStore, StoredSession, digest
 from ...stores.operations import Flow, Get, Touch, call
 from ..base import ServerSessionBase
@@ -62,6 +64,7 @@ class SessionStore(CookieTimes, PartialAccess, ServerSessionBase):
     ) -> None:
         self._cookie: str | None = None  # a token not verified yet
         self._key: str | None = None
+        self._came_inline: bool | None = None  # whether the last cookie carried everything
         super().__init__(None, ip_address=ip_address, user_agent=user_agent)
         self._parsed: Parsed | None = None
         self._base_token: str | None = None  # the cookie the data was served from
@@ -81,7 +84,7 @@ class SessionStore(CookieTimes, PartialAccess, ServerSessionBase):
         elif BARE_KEY.fullmatch(session_key):
             self._key = session_key
         else:
-            log_rejected(MalformedToken(f"A cookie of {len(session_key)} characters."))
+            log_rejected(MalformedToken(f"A cookie of {len(session_key)} characters."), type(self))
 
     # -- the key: the token is verified when the key is first needed ----------------
 
@@ -91,6 +94,7 @@ class SessionStore(CookieTimes, PartialAccess, ServerSessionBase):
             parsed = parse(token, self.serializer)
             if parsed is not None:
                 self._parsed, self._key, self._base_token = parsed, parsed.sid, token
+                self._came_inline = parsed.flag == INLINE
         return self._key
 
     def _set_key(self, value: str | None) -> None:
@@ -147,6 +151,8 @@ class SessionStore(CookieTimes, PartialAccess, ServerSessionBase):
             Token(parsed.version, parsed.issued_at), entry, at=now(), window=site.window,
             feed_since=None if feed is None else feed.since, guarded=guarded,
         )
+        if metrics.recorder is not None:
+            metrics.recorder.counter(metrics.TRUST_DECISIONS, decision=decision.value)
         if decision is Decision.GONE:
             return self._ended(record_key)
         vouched = feed is not None and feed.since is not None
@@ -174,6 +180,8 @@ class SessionStore(CookieTimes, PartialAccess, ServerSessionBase):
         self._confirmed = True
         self._reissue = record.version != parsed.version or not parsed.current_key
         self._reissue = self._reissue or self._stale_times(parsed, record)
+        if not parsed.current_key:
+            self._signed_anew()
         self._base_token = None
         return self._loaded(record)
 
@@ -183,6 +191,8 @@ class SessionStore(CookieTimes, PartialAccess, ServerSessionBase):
         self._baseline = None
         # Signed with a fallback key, or in the other format: re-issue it.
         self._reissue = not parsed.current_key
+        if self._reissue:
+            self._signed_anew()
         if parsed.flag == INLINE and not parsed.server_keys:
             return parsed.data
         self._pending = True
@@ -330,13 +340,30 @@ class SessionStore(CookieTimes, PartialAccess, ServerSessionBase):
     def _adopt(self, written: Written) -> None:
         super()._adopt(written)
         assert self.session_key is not None
-        self._token = self._writer(written.data).build(
-            self.session_key, written.version, written.data, written.blob
-        )
+        writer = self._writer(written.data)
+        self._token = writer.build(self.session_key, written.version, written.data, written.blob)
+        self._saved_as(writer.inlined)
         self._base_token = None
         self._reissue = False
         self._confirmed = True
         self._reset_access()
+
+    def _saved_as(self, inlined: bool) -> None:
+        """A save built a cookie: inline or spilled, maybe not as the last one was."""
+        came_inline, self._came_inline = self._came_inline, inlined
+        if metrics.recorder is not None:
+            storage = "inline" if inlined else "spilled"
+            metrics.recorder.counter(metrics.HYBRID_SAVES, storage=storage)
+        # Spilled: the last cookie was inline, or there was none. Inlined: it was spilled.
+        signal = session_inlined if inlined else session_spilled
+        changed = came_inline is False if inlined else came_inline is not False
+        if changed and signal.receivers:
+            emit(signal, type(self), session=self, size=len(self._token or ""))
+
+    def _signed_anew(self) -> None:
+        """A cookie verified with a fallback key (or in the other format) is re-issued."""
+        if key_rotated.receivers:
+            emit(key_rotated, type(self), session=self, reason="secret", previous_digest=None)
 
     def _touch_flow(self) -> Flow[None]:
         """Only the expiry moved (``SESSION_SAVE_EVERY_REQUEST``): no need for spilled data."""

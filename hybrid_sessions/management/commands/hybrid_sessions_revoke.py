@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import api
 from ...exceptions import RevocationNotSupported
+from ...signals import revocation_path
 from ._arguments import user_from_argument
 
 
@@ -19,6 +20,7 @@ class Command(BaseCommand):
             "--user", required=True, help="The user's username, or else primary key."
         )
 
+    @revocation_path("command")
     def handle(self, *args: Any, **options: Any) -> None:
         user = user_from_argument(options["user"])
         try:
