@@ -52,6 +52,9 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     tmp = tmp_path_factory.mktemp("bench")
     docs = tmp / "docs"
     shutil.copytree(ROOT / "docs", docs, ignore=shutil.ignore_patterns("_build"))
+    # What the pages include from beside the docs.
+    (tmp / "tests").mkdir()
+    shutil.copy(ROOT / "tests" / "prometheus_recorder.py", tmp / "tests")
     _run(tmp, "benchmarks", "--quick", "--cases", "signed", "--sizes", "100",
          "--generator", "python", "--docs", str(docs))
     return docs, json.loads((docs / "_static" / "benchmarks.json").read_text())
