@@ -4,7 +4,8 @@ Django documents editing ``client.session`` and calling ``save()``. That works
 only while the cookie is the bare session key and never changes: with
 ``signed_cookies`` (Django's and ours) the cookie *is* the data, so a save makes
 a new cookie the client never receives, and the hybrid's cookie is a signed copy
-of the session that the save outdates. These helpers save the session and then
+of the session that the save outdates (a feed notices; without one, reads may
+see the old copy for a while). These helpers save the session and then
 put the cookie the engine would have sent into the client, for every engine::
 
     from hybrid_sessions.testing import edit_session
