@@ -12,6 +12,7 @@ confirmed again; what a process knows outlives every cookie it could serve.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -169,7 +170,7 @@ def test_malformed_messages_are_counted_and_never_take_the_feed_down(
     ]
     for text in hostile:
         inject(text)
-    good = "b" * 64
+    good = secrets.token_hex(32)  # unknown to this process: only this message can tell it
     inject(message(good, 7))
     assert heard(lambda: (knowledge.lookup(good) or (0, 0.0))[0] == 7)
     assert live.stats.malformed - malformed == len(hostile)
