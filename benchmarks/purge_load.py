@@ -304,7 +304,7 @@ def table(result: dict[str, Any]) -> str:
                        ("Requests per second", "requests_per_second"),
                        ("Requests (errors)", None), ("Window (s)", "seconds")):
         if key is None:
-            cells = [f"{w['requests']} ({w['errors']})" for w in (before, during)]
+            cells = [f"{w['requests']:,} ({w['errors']:,})" for w in (before, during)]
         else:
             cells = [str(w[key]) for w in (before, during)]
         lines += [f"   * - {label}", f"     - {cells[0]}", f"     - {cells[1]}"]
