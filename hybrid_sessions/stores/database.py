@@ -14,7 +14,6 @@ go to the write database so a request always reads its own writes.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -27,23 +26,21 @@ from django.utils import timezone
 
 from ..conf import USER_AGENT_MAX_LENGTH, conf
 from ..feeds import Feed, in_test_environment, postgres_listener
-from ..knowledge import GONE
 from ..models import Session
 from .announcing import AnnouncingStore
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
 from .database_contention import DatabaseContention
+from .database_ends import DatabaseEnds
 from .database_listing import DatabaseListing
-from .sql import RAW, Statements, as_bytes, listening_connection, statements_for
+from .sql import Statements, as_bytes, listening_connection, statements_for
 
 logger = logging.getLogger("hybrid_sessions")
 
-#: Digests per ``DELETE`` of ``delete_many``: well under every backend's parameter limit.
-DELETE_CHUNK = 500
 #: The PostgreSQL channel of the feed (``LISTEN``/``NOTIFY`` are per database).
 CHANNEL = "hybrid_sessions"
 
 
-class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
+class DatabaseStore(DatabaseEnds, DatabaseContention, DatabaseListing, AnnouncingStore):
     """Sessions in the ``hybrid_sessions_session`` table.
 
     On PostgreSQL its feed is ``LISTEN``/``NOTIFY`` on the channel
@@ -218,39 +215,6 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
             params.append(sql.prep("user_agent", meta.user_agent[:USER_AGENT_MAX_LENGTH]))
         return params
 
-    def delete(self, digest: str) -> None:
-        self.pop(digest)
-
-    def pop(self, digest: str) -> StoredSession | None:
-        started = time.monotonic()
-        db, sql = self._statements()
-        channel = self._channel(sql, versions=False)
-        if channel is not None:
-            rows = self._fetch_all(db, sql.pop_notify, [digest, channel])
-        elif sql.returning:
-            rows = self._fetch_all(db, sql.pop, [digest])
-        else:
-            with transaction.atomic(using=db):
-                found = self._first(self.model.objects.using(db).filter(pk=digest)
-                                    .select_for_update())
-                self.model.objects.using(db).filter(pk=digest)._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
-            rows = [] if found is None else [
-                (found.data, found.version, found.expires_at, found.user_id,
-                 found.created_at, found.last_activity)
-            ]
-            sql = RAW  # already converted by the ORM
-        self._learn(digest, GONE)
-        if not rows:
-            return None
-        data, version, expires_at, user_id, created_at, last_activity = sql.row(rows[0][:6])
-        if expires_at <= timezone.now():
-            return None
-        self._report_ends((digest,), None if user_id is None else str(user_id), started)
-        return StoredSession(
-            as_bytes(data), version, expires_at, None if user_id is None else str(user_id),
-            created_at, last_activity,
-        )
-
     # -- per user ---------------------------------------------------------------
 
     def list_user(self, user_id: str) -> Sequence[SessionInfo]:
@@ -271,60 +235,6 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
             SessionInfo(d, str(u), c, a, e, ip, ua or None, size or 0)
             for d, u, c, a, e, ip, ua, size in rows
         ]
-
-    def delete_user(self, user_id: str, keep: str | None = None) -> int:
-        pk = self._user_pk(user_id)
-        if pk is None:
-            return 0
-        started = time.monotonic()
-        db, sql = self._statements()
-        statement = sql.delete_user + ("" if keep is None else sql.keep)
-        params = [sql.prep("user", pk), *([] if keep is None else [keep])]
-        channel = self._channel(sql, versions=False)
-        if channel is not None:
-            ended = self._fetch_all(
-                db, sql.notify_each.format(statement + sql.returning_digest), [*params, channel]
-            )
-        elif sql.returning:
-            ended = self._fetch_all(db, statement + sql.returning_digest, params)
-        else:
-            with transaction.atomic(using=db):
-                qs = self.model.objects.using(db).filter(user_id=pk)
-                if keep is not None:
-                    qs = qs.exclude(pk=keep)
-                ended = [(d,) for d in qs.select_for_update().values_list("pk", flat=True)]
-                qs.filter(pk__in=[d for (d,) in ended])._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
-        for row in ended:
-            self._learn(row[0], GONE)
-        self._report_ends([row[0] for row in ended], user_id, started)
-        return len(ended)
-
-    def delete_many(self, digests: Sequence[str]) -> int:
-        """Remove these sessions, in statements of at most :data:`DELETE_CHUNK`."""
-        db, sql = self._statements()
-        channel = self._channel(sql, versions=False)
-        removed = 0
-        for start in range(0, len(digests), DELETE_CHUNK):
-            started = time.monotonic()
-            chunk = list(digests[start : start + DELETE_CHUNK])
-            if channel is not None or sql.returning:
-                statement = sql.delete_many(len(chunk)) + sql.returning_digest
-                if channel is not None:
-                    ended = self._fetch_all(
-                        db, sql.notify_each.format(statement), [*chunk, channel]
-                    )
-                else:
-                    ended = self._fetch_all(db, statement, chunk)
-            else:
-                with transaction.atomic(using=db):
-                    qs = self.model.objects.using(db).filter(pk__in=chunk)
-                    ended = [(d,) for d in qs.select_for_update().values_list("pk", flat=True)]
-                    qs._raw_delete(db)  # type: ignore[attr-defined, unused-ignore]
-            for row in ended:
-                self._learn(row[0], GONE)
-            self._report_ends([row[0] for row in ended], started=started)
-            removed += len(ended)
-        return removed
 
     def clear_expired(self) -> int:
         """Delete expired rows in batches: flat memory, and each lock held briefly."""
@@ -363,20 +273,8 @@ class DatabaseStore(DatabaseContention, DatabaseListing, AnnouncingStore):
     async def atouch(self, digest: str, meta: SessionMeta) -> bool:
         return await sync_to_async(self.touch)(digest, meta)
 
-    async def adelete(self, digest: str) -> None:
-        await sync_to_async(self.delete)(digest)
-
-    async def apop(self, digest: str) -> StoredSession | None:
-        return await sync_to_async(self.pop)(digest)
-
     async def alist_user(self, user_id: str) -> Sequence[SessionInfo]:
         return await sync_to_async(self.list_user)(user_id)
-
-    async def adelete_user(self, user_id: str, keep: str | None = None) -> int:
-        return await sync_to_async(self.delete_user)(user_id, keep)
-
-    async def adelete_many(self, digests: Sequence[str]) -> int:
-        return await sync_to_async(self.delete_many)(digests)
 
     async def aclear_expired(self) -> int:
         return await sync_to_async(self.clear_expired)()

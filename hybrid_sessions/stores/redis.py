@@ -46,7 +46,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -60,20 +59,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..conf import USER_AGENT_MAX_LENGTH
 from ..exceptions import SessionStoreUnavailable
 from ..feeds import Feed, redis_listener
-from ..knowledge import GONE
 from .announcing import AnnouncingStore
 from .base import CasResult, SessionInfo, SessionMeta, StoredSession
+from .redis_ends import RedisEnds
 from .redis_listing import RedisListing
 from .redis_scripts import (
     COMPARE_AND_SET,
     CREATE,
-    DELETE_MANY,
-    DELETE_USER,
-    POP,
     TOUCH,
     LuaScript,
 )
-from .redis_values import aware_now, from_ms, now_ms, text, to_ms
+from .redis_values import from_ms, maybe_from_ms, now_ms, text, to_ms
 
 logger = logging.getLogger("hybrid_sessions")
 
@@ -83,15 +79,12 @@ T = TypeVar("T")
 #: Errors that mean "the store cannot be used right now", not "the request is wrong".
 #: ``ReadOnlyError``: after a failover the client still talks to the demoted primary.
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
-#: Sessions removed per script by ``delete_user``: one round trip per batch,
-#: short enough not to stall the server.
-DELETE_BATCH = 500
 
 
 # -- the store -------------------------------------------------------------------------------
 
 
-class RedisStore(RedisListing, AnnouncingStore):
+class RedisStore(RedisEnds, RedisListing, AnnouncingStore):
     """Sessions in Redis; the cache alias is read on every call, so settings may change.
 
     Every name goes through the cache's ``make_key``; the feed's channel too, so
@@ -204,7 +197,8 @@ class RedisStore(RedisListing, AnnouncingStore):
         if version is None:
             return None
         return StoredSession(
-            data, int(version), from_ms(expires), text(user), _time(created), _time(active)
+            data, int(version), from_ms(expires), text(user),
+            maybe_from_ms(created), maybe_from_ms(active),
         )
 
     def exists(self, digest: str) -> bool:
@@ -241,27 +235,6 @@ class RedisStore(RedisListing, AnnouncingStore):
 
     def touch(self, digest: str, meta: SessionMeta) -> bool:
         return bool(self._write("touch", TOUCH, digest, meta, ()))
-
-    def delete(self, digest: str) -> None:
-        self.pop(digest)
-
-    def pop(self, digest: str) -> StoredSession | None:
-        started = time.monotonic()
-        key = self._session_key(digest)
-        with self._guard("delete"):
-            reply = POP(self._client(), [key], [digest, now_ms(), self._publish_to(False)])
-        self._learn(digest, GONE)
-        if not reply:
-            return None
-        version, data, expires, user, created, active = reply
-        expires_at = from_ms(expires)
-        if expires_at <= aware_now():
-            return None
-        self._report_ends((digest,), text(user or None), started)
-        return StoredSession(
-            data or None, int(version), expires_at, text(user or None),
-            _time(created or None), _time(active or None),
-        )
 
     # -- per user ---------------------------------------------------------------
 
@@ -300,41 +273,6 @@ class RedisStore(RedisListing, AnnouncingStore):
                 client.zrem(index, *gone)
         sessions.sort(key=lambda s: s.last_activity, reverse=True)
         return sessions
-
-    def delete_user(self, user_id: str, keep: str | None = None) -> int:
-        index = self._index_key(user_id)
-        removed = 0
-        channel = self._publish_to(False)
-        with self._guard("delete_user"):
-            client = self._client()
-            digests = [d.decode() for d in client.zrange(index, 0, -1)]
-            digests = [d for d in digests if d != keep]
-            for start in range(0, len(digests), DELETE_BATCH):
-                batch = digests[start : start + DELETE_BATCH]
-                keys = [index, *(self._session_key(d) for d in batch)]
-                started = time.monotonic()
-                ended = DELETE_USER(client, keys, [now_ms(), channel, *batch])
-                for digest in ended:
-                    self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
-                self._report_ends(ended, user_id, started)
-                removed += len(ended)
-        return removed
-
-    def delete_many(self, digests: Sequence[str]) -> int:
-        removed = 0
-        channel = self._publish_to(False)
-        with self._guard("delete_many"):
-            client = self._client()
-            for start in range(0, len(digests), DELETE_BATCH):
-                batch = list(digests[start : start + DELETE_BATCH])
-                keys = [self._session_key(d) for d in batch]
-                started = time.monotonic()
-                ended = DELETE_MANY(client, keys, [now_ms(), channel, *batch])
-                for digest in ended:
-                    self._learn(digest.decode() if isinstance(digest, bytes) else digest, GONE)
-                self._report_ends(ended, started=started)
-                removed += len(ended)
-        return removed
 
     def clear_expired(self) -> int:
         """Prune expired index entries; Redis expires the sessions themselves.
@@ -375,27 +313,11 @@ class RedisStore(RedisListing, AnnouncingStore):
     async def atouch(self, digest: str, meta: SessionMeta) -> bool:
         return await _off_loop(self.touch)(digest, meta)
 
-    async def adelete(self, digest: str) -> None:
-        await _off_loop(self.delete)(digest)
-
-    async def apop(self, digest: str) -> StoredSession | None:
-        return await _off_loop(self.pop)(digest)
-
     async def alist_user(self, user_id: str) -> Sequence[SessionInfo]:
         return await _off_loop(self.list_user)(user_id)
 
-    async def adelete_user(self, user_id: str, keep: str | None = None) -> int:
-        return await _off_loop(self.delete_user)(user_id, keep)
-
-    async def adelete_many(self, digests: Sequence[str]) -> int:
-        return await _off_loop(self.delete_many)(digests)
-
     async def aclear_expired(self) -> int:
         return await _off_loop(self.clear_expired)()
-
-
-def _time(ms: bytes | None) -> datetime | None:
-    return None if ms is None else from_ms(ms)
 
 
 def _off_loop(func: Callable[P, T]) -> Callable[P, Awaitable[T]]:

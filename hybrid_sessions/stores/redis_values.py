@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.utils import timezone
 
-__all__ = ["aware_now", "from_ms", "now_ms", "text", "to_ms"]
+__all__ = ["aware_now", "from_ms", "maybe_from_ms", "now_ms", "text", "to_ms"]
 
 
 def to_ms(value: datetime) -> int:
@@ -35,3 +35,8 @@ def aware_now() -> datetime:
 
 def text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "replace")
+
+
+def maybe_from_ms(ms: bytes | None) -> datetime | None:
+    """:func:`from_ms`, or ``None`` for a field the record lacks."""
+    return None if ms is None else from_ms(ms)
