@@ -40,13 +40,10 @@ deflates well cannot make every request inflate and parse megabytes.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
 import logging
-import re
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,7 +62,6 @@ from .conf import SettingsCache, conf
 from .exceptions import (
     CookieTooLarge,
     DecryptionFailed,
-    DisallowedAlgorithm,
     ExpiredToken,
     InvalidSignature,
     MalformedToken,
@@ -73,6 +69,17 @@ from .exceptions import (
     TokenTooLarge,
 )
 from .serialization import dumps_utf8, loads
+from .token_encoding import (
+    JWE_ALG,
+    JWE_ENC,
+    b64decode,
+    b64encode,
+    b64len,
+    claim_name,
+    deflate,
+    header_error,
+    inflate,
+)
 
 __all__ = ["CodecSettings", "Decoded", "TokenCodec"]
 
@@ -85,10 +92,6 @@ HMAC_ALGORITHMS: dict[str, HMACAlgorithm] = {
     "HS384": HMACAlgorithm(HMACAlgorithm.SHA384),
     "HS512": HMACAlgorithm(HMACAlgorithm.SHA512),
 }
-#: The JWE algorithm pair of encrypted tokens: the derived key is the CEK.
-JWE_ALG, JWE_ENC = "dir", "A256GCM"
-#: No header this site emits is longer; a longer one is refused unparsed.
-MAX_HEADER_CHARS = 256
 #: Tokens longer than this are refused before any work (the cookie budget is
 #: far smaller; twice it leaves room for a budget lowered after issuing).
 MIN_TOKEN_LIMIT = 8192
@@ -99,25 +102,10 @@ CLAIMS_FACTOR = 8
 GCM_IV_BYTES = 12
 GCM_TAG_BYTES = 16
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(segment: str) -> bytes:
-    """Strict base64url: the alphabet only, no padding, a possible length."""
-    if len(segment) % 4 == 1 or not _B64URL.fullmatch(segment):
-        raise MalformedToken("A token segment is not base64url.")
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedToken("A token segment is not base64url.") from exc
 
 
 def _header_segment(header: dict[str, str]) -> str:
-    return _b64encode(json.dumps(header, separators=(",", ":")).encode())
+    return b64encode(json.dumps(header, separators=(",", ":")).encode())
 
 
 #: Per algorithm: the header segment of plain and of compressed signed tokens.
@@ -289,7 +277,7 @@ class TokenCodec:
             payload = payload.encode("utf-8", "backslashreplace")
         exp = b"" if expires_at is None else b',"exp":%d' % int(expires_at.timestamp())
         if claims:
-            exp += b"".join(b',"%s":%d' % (_claim_name(k), int(v)) for k, v in claims.items())
+            exp += b"".join(b',"%s":%d' % (claim_name(k), int(v)) for k, v in claims.items())
         raw = b'{"iat":%d%s,"d":%s}' % (int(time.time()), exp, payload)
         site = _site()
         if len(raw) > site.claims_limit:
@@ -306,20 +294,20 @@ class TokenCodec:
             )
         plain_header, zip_header = site.headers
         header, body = plain_header, raw
-        compressed = _deflate(raw)
+        compressed = deflate(raw)
         # The zip flag costs header bytes: compress only when the whole token shrinks.
-        if _b64len(len(compressed)) + len(zip_header) < _b64len(len(raw)) + len(plain_header):
+        if b64len(len(compressed)) + len(zip_header) < b64len(len(raw)) + len(plain_header):
             header, body = zip_header, compressed
-        signing_input = f"{header}.{_b64encode(body)}"
+        signing_input = f"{header}.{b64encode(body)}"
         key = site.keys_for(self.purpose)[0]
         signature = hmac.digest(key, signing_input.encode("ascii"), site.digest)
-        return f"{signing_input}.{_b64encode(signature)}"
+        return f"{signing_input}.{b64encode(signature)}"
 
     def _encrypt(self, site: CodecSettings, raw: bytes) -> str:
         iv = urandom(GCM_IV_BYTES)
         sealed = site.ciphers_for(self.purpose)[0].encrypt(iv, raw, _ENCRYPTED_AAD)
         ciphertext, tag = sealed[:-GCM_TAG_BYTES], sealed[-GCM_TAG_BYTES:]
-        return f"{_ENCRYPTED_HEADER}..{_b64encode(iv)}.{_b64encode(ciphertext)}.{_b64encode(tag)}"
+        return f"{_ENCRYPTED_HEADER}..{b64encode(iv)}.{b64encode(ciphertext)}.{b64encode(tag)}"
 
     # -- decoding ---------------------------------------------------------------
 
@@ -348,16 +336,16 @@ class TokenCodec:
         if len(parts) == 3:
             header = parts[0]
             if site.headers is None or header not in site.headers:
-                raise _header_error(header, expected=site.alg)
+                raise header_error(header, expected=site.alg)
             data, current = self._verify(site, parts)
             if header == site.headers[1]:
-                data = _inflate(data, site.claims_limit)
+                data = inflate(data, site.claims_limit)
             elif len(data) > site.claims_limit:
                 raise TokenTooLarge(f"The token's claims are {len(data)} bytes long.")
             return _claims(data, current=current and not site.encrypt, verify_exp=verify_exp)
         if len(parts) == 5:
             if parts[0] != _ENCRYPTED_HEADER:
-                raise _header_error(parts[0], expected=site.alg)
+                raise header_error(parts[0], expected=site.alg)
             data, current = self._decrypt(site, parts)
             if len(data) > site.claims_limit:
                 raise TokenTooLarge(f"The token's claims are {len(data)} bytes long.")
@@ -386,7 +374,7 @@ class TokenCodec:
         _, encrypted_key, iv_part, ciphertext_part, tag_part = parts
         if encrypted_key:
             raise MalformedToken("A direct-encryption token has no encrypted key.")
-        iv, ciphertext, tag = _b64decode(iv_part), _b64decode(ciphertext_part), _b64decode(tag_part)
+        iv, ciphertext, tag = b64decode(iv_part), b64decode(ciphertext_part), b64decode(tag_part)
         if len(iv) != GCM_IV_BYTES or len(tag) != GCM_TAG_BYTES:
             raise MalformedToken("The token's IV or tag has the wrong length.")
         sealed = ciphertext + tag
@@ -396,59 +384,6 @@ class TokenCodec:
             except InvalidTag:
                 continue
         raise DecryptionFailed("The token decrypts with none of the site's keys.")
-
-
-def _claim_name(name: str) -> bytes:
-    """A claim name as it goes into the JSON verbatim: ASCII letters, none of the codec's own."""
-    if not (name.isascii() and name.isalpha()) or name in ("iat", "exp", "d"):
-        raise ValueError(f"{name!r} cannot be a claim name.")
-    return name.encode("ascii")
-
-
-def _b64len(n: int) -> int:
-    """Characters of unpadded base64 for ``n`` bytes."""
-    return (4 * n + 2) // 3
-
-
-def _deflate(data: bytes) -> bytes:
-    """Raw DEFLATE (RFC 1951, as ``"zip":"DEF"`` means in RFC 7516).
-
-    A 4 KiB window, a small hash table and level 5: cookie payloads are small,
-    the default 32 KiB window costs more to set up than it saves, and on session
-    data level 5 compresses as well as 6 (within a byte) in less time.
-    """
-    deflater = zlib.compressobj(5, zlib.DEFLATED, -12, 6)
-    return deflater.compress(data) + deflater.flush()
-
-
-def _inflate(data: bytes, limit: int) -> bytes:
-    """Raw DEFLATE undone, never producing more than ``limit`` bytes."""
-    inflater = zlib.decompressobj(-15)
-    try:
-        out = inflater.decompress(data, limit)
-    except zlib.error as exc:
-        raise MalformedToken("The token's payload does not decompress.") from exc
-    if inflater.unconsumed_tail or not inflater.eof:
-        if len(out) >= limit:
-            raise TokenTooLarge(f"The token's payload inflates beyond {limit} bytes.")
-        raise MalformedToken("The token's payload is truncated.")
-    return out
-
-
-def _header_error(segment: str, *, expected: str | None) -> TokenError:
-    """Why a header that is none of ours was refused (the slow path of hostile input)."""
-    if len(segment) > MAX_HEADER_CHARS:
-        return TokenTooLarge(f"The token's header is {len(segment)} characters long.")
-    try:
-        header = json.loads(_b64decode(segment))
-    except (MalformedToken, ValueError, RecursionError):
-        return MalformedToken("The token's header is not base64url JSON.")
-    if not isinstance(header, dict):
-        return MalformedToken("The token's header is not a JSON object.")
-    alg = header.get("alg")
-    if alg != expected and alg != JWE_ALG:
-        return DisallowedAlgorithm(f"The token's header names algorithm {str(alg)[:20]!r}.")
-    return MalformedToken("The token's header is not one this site issues.")
 
 
 def _claims(data: bytes, *, current: bool, verify_exp: bool = True) -> Decoded:
