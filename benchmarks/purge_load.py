@@ -268,6 +268,7 @@ def measure(rows: int, live: int, duration: float, clients: int, workers: int) -
             "during": load.window(before_end, during_end),
             "rows_left": left,
             "rows_expected_left": live + len(load.cookies),
+            "database": database,
             "machine": {
                 "cpus": os.cpu_count(),
                 "load_average_at_start": [round(v, 2) for v in load_average],
