@@ -206,7 +206,10 @@ def run_purge(env: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryFile() as out:
         started = time.monotonic()
         child = subprocess.Popen(
-            [sys.executable, "-m", "django", "hybrid_sessions_purge", "--expired"],
+            # The system checks would reach every database the settings name (Django 6.1
+            # checks them all), the other servers' included: the purge needs none of them.
+            [sys.executable, "-m", "django", "hybrid_sessions_purge", "--expired",
+             "--skip-checks"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
         deadline = started + PURGE_TIMEOUT
