@@ -35,6 +35,13 @@ class AnnouncingStore:
         """This store's feed, or ``None`` when it has none (or announces nothing)."""
         return None
 
+    def _publishes(self, versions: bool) -> bool:
+        """Whether a write publishes this kind of message: new versions, or ends."""
+        mode = self.announce
+        if mode is None or mode == "off":
+            return False
+        return mode == "versions" or not versions
+
     def _report_ends(
         self, digests: Sequence[str | bytes], user_id: str | None = None, started: float = 0.0
     ) -> None:

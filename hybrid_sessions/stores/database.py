@@ -67,12 +67,7 @@ class DatabaseStore(DatabaseEnds, DatabaseContention, DatabaseListing, Announcin
 
     def _channel(self, sql: Statements, versions: bool) -> str | None:
         """The channel to notify, or ``None`` when this kind of message is not sent."""
-        mode = self.announce
-        if not sql.notifies or mode is None or mode == "off":
-            return None
-        if versions and mode != "versions":
-            return None
-        return CHANNEL
+        return CHANNEL if sql.notifies and self._publishes(versions) else None
 
     @property
     def db(self) -> str:

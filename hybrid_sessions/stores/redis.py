@@ -104,10 +104,7 @@ class RedisStore(RedisEnds, RedisListing, AnnouncingStore):
 
     def _publish_to(self, versions: bool) -> str:
         """The channel a write publishes to, or '' when this kind of message is not sent."""
-        mode = self.announce
-        if mode is None or mode == "off" or (versions and mode != "versions"):
-            return ""
-        return self.channel()
+        return self.channel() if self._publishes(versions) else ""
 
     @property
     def alias(self) -> str:
