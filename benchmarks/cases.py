@@ -54,6 +54,11 @@ CASES: list[Case] = [
     Case("ours.signed", "signed_cookies", _OURS + "signed_cookies", sizes=_COOKIE),
     Case("ours.hybrid", "hybrid (spills to cache)", _OURS + "hybrid", redis=True,
          settings={"HYBRID_SESSIONS_SPILL_ENGINE": _OURS + "cache"}),
+    # The same hybrid with its server copy encrypted (HYBRID_SESSIONS_ENCRYPT_SERVER_DATA).
+    Case("ours.hybrid.sealed", "hybrid, encrypted server data", _OURS + "hybrid", redis=True,
+         sizes=(2048, 20480),
+         settings={"HYBRID_SESSIONS_SPILL_ENGINE": _OURS + "cache",
+                   "HYBRID_SESSIONS_ENCRYPT_SERVER_DATA": True}),
     Case("django.cache", "Django cache", _DJANGO + "cache", redis=True),
     Case("ours.cache", "cache", _OURS + "cache", redis=True),
     Case("django.db.pg", "Django db (PostgreSQL)", _DJANGO + "db", database="postgres",
@@ -86,6 +91,7 @@ def select(patterns: list[str]) -> list[Case]:
     if not patterns:
         return [c for c in CASES if c.default]
     chosen = {c.name for c in CASES if any(p in c.name for p in patterns)}
+    chosen |= {OPTIONS[c] for c in list(chosen) if c in OPTIONS}
     chosen |= {t.baseline for t in TARGETS if t.case in chosen}
     chosen |= {b for c in list(chosen) for b in BASELINES.get(c, ())}
     return [c for c in CASES if c.name in chosen or c.name == "none"]
@@ -143,6 +149,9 @@ TARGETS: list[Target] = [
            "hybrid 2 KB read, req/s\nvs no session", _H, "none", 2048, "read", 0.85,
            endtoend=True),
 ]
+
+#: An option's cost: a case of ours against the same engine in its default configuration.
+OPTIONS: dict[str, str] = {"ours.hybrid.sealed": _H}
 
 #: Comparisons shown beside the targets: every case of ours against its Django counterpart.
 BASELINES: dict[str, tuple[str, ...]] = {

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import charts
-from benchmarks.cases import BASELINES, TARGETS, Target, label
+from benchmarks.cases import BASELINES, OPTIONS, TARGETS, Target, label
 
 SIZE_LABELS = {100: "100 B", 2048: "2 KB", 20480: "20 KB"}
 LEVEL_LABELS = {"engine": "SessionStore", "request": "middleware"}
@@ -233,6 +233,20 @@ def timing_section(results: dict[str, Any], images: list[str]) -> list[str]:
                     rows.append([f"{label(case)} vs {label(base)}", size_label(size), *cells])
     parts.append(table("Ours / Django's (SessionStore · middleware)",
                        ["Comparison", "Size", "load", "modify"], rows, "52 12 18 18"))
+    rows = []
+    for case, base in OPTIONS.items():
+        for size in sorted({r["size"] for r in timed if r["case"] == case}):
+            cells = []
+            for cycle in ("load", "modify"):
+                found = [ratio(results, lv, case, base, size, cycle)
+                         for lv in ("engine", "request")]
+                cells.append(" · ".join(f"{f[0]:.2f}" for f in found if f) or "n/a")
+            if cells != ["n/a", "n/a"]:
+                rows.append([f"{label(case)} vs {label(base)}", size_label(size), *cells])
+    if rows:
+        parts.append(table("What an option costs: ours / ours by default (SessionStore · "
+                           "middleware)", ["Comparison", "Size", "load", "modify"], rows,
+                           "52 12 18 18"))
     return parts
 
 

@@ -27,7 +27,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from . import api, inventory
+from . import api, inventory, sealing
 from .devices import device_name
 from .exceptions import RevocationNotSupported, SessionStoreUnavailable
 from .models import Session
@@ -280,7 +280,8 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return self._unsupported(request, exc)
         items: list[tuple[str, Any, bool]] = []
         error = None
-        if stored is not None and stored.data is not None:
+        encrypted = stored is not None and sealing.is_sealed(stored.data)
+        if stored is not None and stored.data is not None and not encrypted:
             try:
                 items = [
                     (key, value if masked else _shown(value), masked)
@@ -297,6 +298,7 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             row=row,
             items=items,
             decode_error=error,
+            encrypted=encrypted,
             live=stored is not None,
             logout_url=self._url("logout_user", info.user_id) if info.user_id else None,
         )

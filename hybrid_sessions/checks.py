@@ -103,7 +103,23 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     errors += _max_per_user_checks()
     errors += _masked_keys_checks()
     errors += _timeout_checks()
+    errors += _sealing_checks()
     return errors
+
+
+def _sealing_checks() -> list[CheckMessage]:
+    """Encryption of server data asked for where nothing of ours stores it."""
+    if not conf.ENCRYPT_SERVER_DATA or settings.SESSION_ENGINE in (*OUR_ENGINES, HYBRID):
+        return []
+    return [
+        Warning(
+            "HYBRID_SESSIONS_ENCRYPT_SERVER_DATA is on, but SESSION_ENGINE is "
+            f"{settings.SESSION_ENGINE!r}, which it does not apply to.",
+            hint="It seals the data of hybrid_sessions.backends.db, .cache and .hybrid; "
+            "for the cookie engine, HYBRID_SESSIONS_ENCRYPT encrypts the cookie.",
+            id="hybrid_sessions.W026",
+        )
+    ]
 
 
 def _hybrid_checks() -> list[CheckMessage]:

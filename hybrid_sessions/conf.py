@@ -71,6 +71,11 @@ class Settings:
         return bool(self._get("ENCRYPT", False))
 
     @property
+    def ENCRYPT_SERVER_DATA(self) -> bool:
+        """Seal server-stored session data with a key derived from the session key."""
+        return bool(self._get("ENCRYPT_SERVER_DATA", False))
+
+    @property
     def COOKIE_MAX_BYTES(self) -> int:
         """Budget for the whole Set-Cookie (name, value, attributes); browsers drop > 4096."""
         return int(self._get("COOKIE_MAX_BYTES", 4096))

@@ -31,7 +31,9 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import caches
 from django.utils import timezone
 
+from .conf import conf
 from .exceptions import HybridSessionsError
+from .sealing import Sealer
 from .stores.base import ServerStore, SessionMeta, digest
 
 __all__ = ["SOURCES", "ImportResult", "SessionImportError", "count_sessions", "import_sessions"]
@@ -216,7 +218,10 @@ def import_sessions(
             if dry_run:
                 created = not store.exists(key)
             else:
-                created = store.create(key, _dumps(session, found.data), _meta(found))
+                sealer = Sealer(found.key, key, enabled=conf.ENCRYPT_SERVER_DATA)
+                created = store.create(
+                    key, sealer.seal(_dumps(session, found.data)), _meta(found)
+                )
             if created:
                 result.imported += 1
             else:

@@ -18,6 +18,7 @@ from django.utils.crypto import get_random_string
 
 from ..conf import conf
 from ..exceptions import SessionStoreUnavailable
+from ..sealing import Sealer, sealed
 from ..serialization import session_serializer
 from ..stores.base import ServerStore, SessionMeta, StoredSession, digest
 from ..stores.operations import Flow, Get, R, arun, call, run
@@ -123,11 +124,18 @@ class ServerSessionCore(Activity, SessionBase):
 
     # -- running flows ----------------------------------------------------------
 
+    def _sealed(self, flow: Flow[R]) -> Flow[R]:
+        """``flow`` with its record's data sealed at rest (:mod:`hybrid_sessions.sealing`)."""
+        key = self.session_key
+        if key is None or not self._validate_session_key(key):
+            return flow
+        return sealed(flow, Sealer(key, digest(key), enabled=conf.ENCRYPT_SERVER_DATA))
+
     def _run(self, flow: Flow[R]) -> R:
-        return run(flow, self.get_store)
+        return run(self._sealed(flow), self.get_store)
 
     async def _arun(self, flow: Flow[R]) -> R:
-        return await arun(flow, self.get_store)
+        return await arun(self._sealed(flow), self.get_store)
 
     # -- loading ----------------------------------------------------------------
 

@@ -103,6 +103,9 @@ CACHES = {
 # the admin show where each session comes from.
 HYBRID_SESSIONS_TRACK_IP_ADDRESS = True
 HYBRID_SESSIONS_TRACK_USER_AGENT = True
+# DEMO_ENCRYPT_SERVER_DATA=1: the server's copy of each session is encrypted under a key
+# only its cookie holds; the admin then shows sizes and metadata, not data.
+HYBRID_SESSIONS_ENCRYPT_SERVER_DATA = os.environ.get("DEMO_ENCRYPT_SERVER_DATA", "") == "1"
 # The "your sessions" page extends the demo's layout (menu, messages).
 HYBRID_SESSIONS_BASE_TEMPLATE = "demo/base.html"
 
