@@ -41,6 +41,22 @@ def plain_session(engine: Engine, **data: Any) -> Client:
 # -- a plain record left from before the option was on ------------------------------------
 
 
+def test_save_every_request_seals_a_plain_record_it_would_only_touch(engine: Engine) -> None:
+    client = plain_session(engine, colour=MARKER)
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=True, HYBRID_SESSIONS_REVALIDATE_SECONDS=0):
+        assert client.get("/read/").json() == {"colour": MARKER}
+    assert MARKER.encode() not in dump(engine)
+    assert client.get("/read/").json() == {"colour": MARKER}
+
+
+def test_a_plain_record_read_while_the_option_is_on_is_sealed(engine: Engine) -> None:
+    client = plain_session(engine, colour=MARKER)
+    with override_settings(HYBRID_SESSIONS_REVALIDATE_SECONDS=0):
+        assert client.get("/read/").json() == {"colour": MARKER}
+    assert MARKER.encode() not in dump(engine)
+    assert client.get("/read/").json() == {"colour": MARKER}
+
+
 def test_a_session_loaded_plain_and_saved_after_the_option_went_on_is_sealed(
     engine: Engine,
 ) -> None:
