@@ -189,3 +189,18 @@ def test_the_hybrid_reads_sealed_data_given_its_token_or_its_bare_key(
     again.save()
     assert MARKER.encode() not in dump(engine)
     assert engine.store(key)["more"] == MARKER
+
+
+def test_an_async_load_and_save_seal_a_plain_record_too(engine: Engine) -> None:
+    from asgiref.sync import async_to_sync
+
+    with override_settings(**OFF):
+        session = engine.store()
+        session["colour"] = MARKER
+        session.save()
+    again = engine.store(session.session_key)
+    assert isinstance(again, ServerSessionBase)
+    assert async_to_sync(again.aget)("colour") == MARKER
+    async_to_sync(again.asave)()
+    assert MARKER.encode() not in dump(engine)
+    assert engine.store(session.session_key)["colour"] == MARKER
