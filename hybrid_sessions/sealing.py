@@ -68,13 +68,16 @@ class Sealer:
     nothing.
     """
 
-    __slots__ = ("_aead", "_session_key", "digest", "enabled")
+    __slots__ = ("_aead", "_session_key", "digest", "enabled", "read_plain")
 
     def __init__(self, session_key: str, digest: str, *, enabled: bool) -> None:
         self._session_key = session_key
         self.digest = digest
         self.enabled = enabled
         self._aead: AESGCM | None = None
+        #: Whether the record last read held data in the clear while the option is on:
+        #: written before it was, and readable at rest until it is written again.
+        self.read_plain = False
 
     def _cipher(self) -> AESGCM:
         if self._aead is None:
@@ -117,11 +120,18 @@ class Sealer:
     def incoming(self, op: Operation[Any], result: Any) -> Any:
         if getattr(op, "digest", None) != self.digest:
             return result
+        if isinstance(op, Get):
+            self.read_plain = self._plain_at_rest(result)
         if isinstance(op, Get | Pop):
             return self._opened(result)
         if isinstance(op, CompareAndSet | UpdateLocked) and isinstance(result, CasResult):
             return replace(result, current=self._opened(result.current))
         return result
+
+    def _plain_at_rest(self, record: StoredSession | None) -> bool:
+        return self.enabled and record is not None and bool(record.data) and not is_sealed(
+            record.data
+        )
 
     def _opened(self, record: StoredSession | None) -> StoredSession | None:
         if record is None or not is_sealed(record.data):

@@ -1,6 +1,7 @@
 """The cookie token codec: signed (JWS) or encrypted (JWE) JWTs bound to one purpose.
 
-This is the only module that knows pyjwt and ``cryptography``. A token is a
+This is the only module that knows pyjwt, and with ``hybrid_sessions.sealing``
+the only one that uses ``cryptography``. A token is a
 compact JWT whose claims are ``iat``, ``exp`` (when the caller gives an expiry)
 and ``d``, the caller's payload, kept apart so that no session key can collide
 with a registered claim.

@@ -85,7 +85,7 @@ class ServerSessionBase(ServerSessionCore):
         return self._loads(self._baseline) if self._baseline is not None else None
 
     def _unchanged(self, blob: bytes) -> bool:
-        return blob == self._baseline and not self._cleared
+        return blob == self._baseline and not (self._cleared or self._reseal)
 
     @property
     def _replacing(self) -> bool:
@@ -133,7 +133,7 @@ class ServerSessionBase(ServerSessionCore):
         """A write succeeded: what it wrote is the new baseline."""
         self._version = written.version
         self._baseline = written.blob
-        self._cleared = False
+        self._cleared = self._reseal = False
         self._carried = None
         self._session_cache = written.data
 

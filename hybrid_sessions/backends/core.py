@@ -49,6 +49,9 @@ class ServerSessionCore(Activity, SessionBase):
         self._version: int | None = None
         self._baseline: bytes | None = None
         self._cleared = False
+        #: Read in the clear while the option is on: the next save rewrites it sealed.
+        self._reseal = False
+        self._sealer: Sealer | None = None
         self._unavailable = False
         self.ip_address = ip_address
         self.user_agent = user_agent
@@ -128,8 +131,10 @@ class ServerSessionCore(Activity, SessionBase):
         """``flow`` with its record's data sealed at rest (:mod:`hybrid_sessions.sealing`)."""
         key = self.session_key
         if key is None or not self._validate_session_key(key):
+            self._sealer = None
             return flow
-        return sealed(flow, Sealer(key, digest(key), enabled=conf.ENCRYPT_SERVER_DATA))
+        self._sealer = Sealer(key, digest(key), enabled=conf.ENCRYPT_SERVER_DATA)
+        return sealed(flow, self._sealer)
 
     def _run(self, flow: Flow[R]) -> R:
         return run(self._sealed(flow), self.get_store)
@@ -158,9 +163,15 @@ class ServerSessionCore(Activity, SessionBase):
             self._session_key = None
             self._version = None
             self._baseline = None
+            self._reseal = False
             return {}
         self._version = record.version
         self._baseline = record.data
+        if self._sealer is not None and self._sealer.read_plain:
+            # Written before the option was on. A save that would only extend its
+            # expiry (SESSION_SAVE_EVERY_REQUEST, a refresh) must rewrite it, and a
+            # request that changes nothing saves it too: once, as a refresh does.
+            self._reseal = self.modified = True
         self._note_activity(record)
         return self._loads(record.data)
 

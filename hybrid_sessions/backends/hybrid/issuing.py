@@ -60,7 +60,7 @@ class HybridSaving(CookieTimes, PartialAccess, ServerSessionBase):
         return None
 
     def _unchanged(self, blob: bytes) -> bool:
-        if self._cleared:
+        if self._cleared or self._reseal:
             return False
         if self._baseline is not None:
             return blob == self._baseline
@@ -127,7 +127,7 @@ class HybridSaving(CookieTimes, PartialAccess, ServerSessionBase):
     def _only_touch(self) -> bool:
         return (
             self._pending
-            and not self._cleared
+            and not (self._cleared or self._reseal)
             and self._known >= META_KEYS
             and not diff(self._resident, self._partial(), False)
         )
