@@ -103,6 +103,7 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     errors += _max_per_user_checks()
     errors += _masked_keys_checks()
     errors += _timeout_checks()
+    errors += _header_budget_checks()
     errors += _sealing_checks()
     return errors
 
@@ -166,6 +167,29 @@ def _hybrid_checks() -> list[CheckMessage]:
             )
         )
     return errors
+
+
+#: Below this not even a bare spilled hybrid cookie (180 characters signed, 217
+#: encrypted) fits beside the 512 bytes kept for varying headers and the least
+#: headers a browser sends.
+MIN_REQUEST_HEADERS_BUDGET = 1024
+
+
+def _header_budget_checks() -> list[CheckMessage]:
+    """``HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES``: ``None``, or room for a spilled cookie."""
+    value = getattr(settings, "HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES", 4096)
+    if value is None or _is_count(value, MIN_REQUEST_HEADERS_BUDGET):
+        return []
+    return [
+        Error(
+            f"HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES is {value!r}.",
+            hint="Use None (no budget) or a number of bytes of at least "
+            f"{MIN_REQUEST_HEADERS_BUDGET}: the request headers your front servers accept "
+            "(4096 fits uWSGI's default buffer-size; a site served by nginx or gunicorn "
+            "alone may use 8190).",
+            id="hybrid_sessions.E024",
+        )
+    ]
 
 
 def _max_per_user_checks() -> list[CheckMessage]:

@@ -86,6 +86,16 @@ class Settings:
         return int(self._get("INLINE_MAX_BYTES", 2048))
 
     @property
+    def REQUEST_HEADERS_MAX_BYTES(self) -> int | None:
+        """The request headers front servers accept; the hybrid spills to keep within them.
+
+        4096 is uWSGI's default for a whole request's headers, so it fits nginx's
+        and gunicorn's 8 KB per line too. ``None``: only the cookie budgets count.
+        """
+        value = self._get("REQUEST_HEADERS_MAX_BYTES", 4096)
+        return None if value is None else int(value)
+
+    @property
     def SPILL_ENGINE(self) -> str:
         """The server-side engine that holds the hybrid engine's records and spilled data."""
         return str(self._get("SPILL_ENGINE", "hybrid_sessions.backends.db"))

@@ -12,6 +12,10 @@ The IP address is ``REMOTE_ADDR``, never a forwarded header, since an
 ``X-Forwarded-For`` value is whatever the client chose to send. Behind a
 reverse proxy, let one component that knows the proxy rewrite ``REMOTE_ADDR``
 (see docs/operations.rst).
+
+Before the session is saved, the hybrid is told how much room its cookie has
+in the headers of the browser's next request (:mod:`.header_room`), so that it
+spills rather than push that request past what front servers accept.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from django.utils.http import http_date
 
 from . import metrics
 from .conf import USER_AGENT_MAX_LENGTH, conf
+from .header_room import header_room
 
 __all__ = ["SessionMiddleware"]
 
@@ -104,9 +109,15 @@ class SessionMiddleware(DjangoSessionMiddleware):
         request.session = session
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        """Django's, then the hybrid's cookie: its value is not its ``session_key``."""
-        response = super().process_response(request, response)
+        """Django's, then the hybrid's cookie: its value is not its ``session_key``.
+
+        Before Django's saves the session, an engine that can keep its cookie
+        within the request-header budget is told how much room it has.
+        """
         session = getattr(request, "session", None)
+        if session is not None and hasattr(session, "header_room"):
+            session.header_room = header_room(request, response, session)
+        response = super().process_response(request, response)
         cookie_value = getattr(session, "cookie_value", None)
         if session is None or cookie_value is None or response.status_code >= 500:
             return response

@@ -97,6 +97,12 @@ def test_the_default_settings_pass() -> None:
             },
             "hybrid_sessions.E017",
         ),
+        ({"HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES": 1023}, "hybrid_sessions.E024"),
+        ({"HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES": 0}, "hybrid_sessions.E024"),
+        ({"HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES": -4096}, "hybrid_sessions.E024"),
+        ({"HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES": "4096"}, "hybrid_sessions.E024"),
+        ({"HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES": 4096.0}, "hybrid_sessions.E024"),
+        ({"HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES": True}, "hybrid_sessions.E024"),
     ],
 )
 def test_a_bad_setting_is_reported_by_its_id(overrides: dict[str, Any], check_id: str) -> None:
@@ -136,6 +142,9 @@ def test_the_checks_run_with_manage_py_check() -> None:
         {"HYBRID_SESSIONS_MAX_PER_USER": 5},
         {"HYBRID_SESSIONS_ADMIN_MASKED_KEYS": None},
         {"HYBRID_SESSIONS_ADMIN_MASKED_KEYS": r"token|^card_"},
+        {"HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES": None},
+        {"HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES": 1024},
+        {"HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES": 8190},
     ],
 )
 def test_good_limits_and_mask_patterns_pass(overrides: dict[str, Any]) -> None:

@@ -8,6 +8,9 @@ cookie-resident keys (``HYBRID_SESSIONS_COOKIE_KEYS``, ``s`` = :data:`SPILLED`,
 or :data:`SPILLED_PARTIAL` when even some of those did not fit). Keys named in
 ``HYBRID_SESSIONS_SERVER_KEYS`` are never copied in; ``x`` says the session has
 some. The server always holds the whole session: the cookie only saves reads.
+Given the room the cookie has in the browser's next request (the middleware's
+``header_room``), the token is inline only if it also fits there, and a
+spilled one sheds resident keys to fit it too.
 With the idle or absolute timeout on, the token also carries the session's
 start and last recorded activity (claims ``st`` and ``la``, beside ``iat`` and
 ``exp``), so a cookie served without the server is held to both.
@@ -16,6 +19,7 @@ start and last recorded activity (claims ``st`` and ``la``, beside ``iat`` and
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +37,8 @@ from ...timeouts import ACTIVE_CLAIM, START_CLAIM, now, timeouts
 from ...tokens import TokenCodec
 
 __all__ = ["INLINE", "SPILLED", "SPILLED_PARTIAL", "HybridSettings", "Parsed", "hybrid_settings"]
+
+logger = logging.getLogger("hybrid_sessions")
 
 #: The keys ``request.user`` needs: never moved out of the cookie for size
 #: while anything else can go instead.
@@ -170,12 +176,15 @@ class CookieWriter:
         expires_at: datetime,
         max_age: int | None,
         claims: dict[str, int] | None = None,
+        room: int | None = None,
     ) -> None:
         self.serializer = serializer
         self.expires_at = expires_at
         self.max_age = max_age
         self.site = hybrid_settings()
         self.claims = claims  # the session's times, with the timeouts on
+        #: The longest value the browser's next request has room for (``None``: unknown).
+        self.room = room
         #: Whether the last cookie built carried the whole session.
         self.inlined = False
 
@@ -185,6 +194,9 @@ class CookieWriter:
 
     def inline(self, sid: str, version: int, data: dict[str, Any], blob: bytes) -> str | None:
         """The cookie carrying the whole session (but server keys), or ``None`` if too big.
+
+        Too big: beyond the inline budget, the room in the next request, or the
+        ``Set-Cookie`` budget.
 
         ``blob`` is ``data`` serialised. With the JSON serializer, ASCII-only
         JSON and no server keys, it is byte for byte the JSON the token would
@@ -197,7 +209,7 @@ class CookieWriter:
             token = self._inline_token(sid, version, data, blob)
         except CookieTooLarge:  # claims beyond what a request may inflate
             return None
-        if len(token) > site.inline_max:
+        if len(token) > site.inline_max or (self.room is not None and len(token) > self.room):
             return None
         size = set_cookie_size(site.cookie_name, token, max_age=self.max_age)
         return token if size <= site.cookie_max else None
@@ -225,8 +237,11 @@ class CookieWriter:
         """The cookie holding the key and the cookie keys of ``data``.
 
         Whatever the session holds, the ``Set-Cookie`` stays within the cookie
-        budget: resident keys are dropped (extras first, then the auth keys)
-        rather than exceed it; they are fetched when read.
+        budget, and the value within the room in the next request: resident
+        keys are dropped (extras first, then the auth keys) rather than exceed
+        them; they are fetched when read. When the site's other cookies leave no
+        room even for the bare reference, it is sent anyway (a warning is logged):
+        there is nothing smaller that still names the session.
         """
         site = self.site
         resident = {k: data[k] for k in site.cookie_keys if k in data}
@@ -238,6 +253,7 @@ class CookieWriter:
         if auth_only:
             candidates.append(({}, SPILLED_PARTIAL))
         size = 0
+        smallest: str | None = None  # the last within the cookie budget, not the room
         for keys, kind in candidates:
             try:
                 token = site.codec.encode(
@@ -249,7 +265,17 @@ class CookieWriter:
                 continue
             size = set_cookie_size(site.cookie_name, token, max_age=self.max_age)
             if size <= site.cookie_max:
-                return token
+                if self.room is None or len(token) <= self.room:
+                    return token
+                smallest = token
+        if smallest is not None:
+            logger.warning(
+                "The site's other cookies and request headers leave no room for the session "
+                "cookie within HYBRID_SESSIONS_REQUEST_HEADERS_MAX_BYTES (%d bytes left, %d "
+                "needed): it is sent anyway, and front servers may refuse the next requests.",
+                self.room, len(smallest),
+            )
+            return smallest
         raise CookieTooLarge(size, site.cookie_max, site.cookie_name)
 
     def build(self, sid: str, version: int, data: dict[str, Any], blob: bytes) -> str:

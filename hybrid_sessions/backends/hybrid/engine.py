@@ -66,6 +66,9 @@ class SessionStore(HybridSaving):
         self._confirmed = False
         #: Set by the middleware for an unsafe request (POST, PUT, PATCH, DELETE).
         self.guarded = False
+        #: Set by the middleware before the save: the longest cookie value the
+        #: browser's next request has room for. ``None``: only the cookie budgets.
+        self.header_room: int | None = None
         self._reset_access()
         if not session_key:
             return

@@ -39,6 +39,7 @@ class HybridSaving(CookieTimes, PartialAccess, ServerSessionBase):
     _reissue: bool
     _confirmed: bool
     _came_inline: bool | None
+    header_room: int | None
 
     def _ended(self, record_key: str) -> dict[str, Any]:
         """The session no longer exists: serve nothing of it, in this request or later."""
@@ -78,7 +79,8 @@ class HybridSaving(CookieTimes, PartialAccess, ServerSessionBase):
         at_close = hybrid_settings().expire_at_close if expiry is None else expiry == 0
         max_age = None if at_close else self.get_expiry_age(expiry=expiry)
         return CookieWriter(
-            self.serializer, self.get_expiry_date(expiry=expiry), max_age, self._time_claims()
+            self.serializer, self.get_expiry_date(expiry=expiry), max_age, self._time_claims(),
+            self.header_room,
         )
 
     def _adopt(self, written: Written) -> None:
