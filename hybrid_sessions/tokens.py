@@ -9,9 +9,10 @@ with a registered claim.
 Signed tokens (the default) are JWS with the one HMAC algorithm the site pins
 (``HYBRID_SESSIONS_JWT_ALGORITHM``); the header is never trusted to choose it.
 Encrypted tokens (``HYBRID_SESSIONS_ENCRYPT``) are JWE with direct AES-256-GCM,
-never compressed (RFC 8725 §3.6). Signed payloads are compressed with raw
-DEFLATE, flagged by ``"zip":"DEF"`` in the header, only when that makes the
-token shorter.
+never compressed (RFC 8725 §3.6). Signed payloads of at least
+``COMPRESS_MIN_BYTES`` are compressed with raw DEFLATE, flagged by
+``"zip":"DEF"`` in the header, when that makes the token shorter; smaller ones
+are sent as they are. Either kind verifies, whatever its size.
 
 Keys are derived with HKDF from ``SECRET_KEY`` and, for verification only, from
 each of ``SECRET_KEY_FALLBACKS``; the derivation includes the purpose and the
@@ -100,6 +101,11 @@ MIN_TOKEN_LIMIT = 8192
 #: is made of more, and no compressed body is inflated beyond it (32 KiB for the
 #: default budget).
 CLAIMS_FACTOR = 8
+#: Claims shorter than this are signed uncompressed: DEFLATE would save about a
+#: tenth of the token (the times, a session key and the signature do not
+#: compress) for a fixed cost on the save and on every read that inflates. A
+#: signed-in user's session is above it, and saves a fifth (docs/performance.rst).
+COMPRESS_MIN_BYTES = 200
 GCM_IV_BYTES = 12
 GCM_TAG_BYTES = 16
 
@@ -295,10 +301,11 @@ class TokenCodec:
             )
         plain_header, zip_header = site.headers
         header, body = plain_header, raw
-        compressed = deflate(raw)
-        # The zip flag costs header bytes: compress only when the whole token shrinks.
-        if b64len(len(compressed)) + len(zip_header) < b64len(len(raw)) + len(plain_header):
-            header, body = zip_header, compressed
+        if len(raw) >= COMPRESS_MIN_BYTES:
+            compressed = deflate(raw)
+            # The zip flag costs header bytes: compress only when the whole token shrinks.
+            if b64len(len(compressed)) + len(zip_header) < b64len(len(raw)) + len(plain_header):
+                header, body = zip_header, compressed
         signing_input = f"{header}.{b64encode(body)}"
         key = site.keys_for(self.purpose)[0]
         signature = hmac.digest(key, signing_input.encode("ascii"), site.digest)

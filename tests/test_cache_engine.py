@@ -30,7 +30,7 @@ from redis import Redis
 from hybrid_sessions.backends.cache import SessionStore
 from hybrid_sessions.checks import check_settings
 from hybrid_sessions.exceptions import SessionStoreUnavailable
-from hybrid_sessions.stores.base import SessionMeta, digest
+from hybrid_sessions.stores.base import CasResult, SessionMeta, digest
 from hybrid_sessions.stores.redis import RedisStore
 from tests.redis_keys import run_keys
 
@@ -345,6 +345,46 @@ def test_the_index_expires_with_its_longest_lived_session(store: RedisStore) -> 
     assert seconds_left(index_key("42")) == pytest.approx(300, abs=2)
     store.touch("1" * 64, meta(seconds=900, user_id="42"))
     assert seconds_left(index_key("42")) == pytest.approx(900, abs=2)
+
+
+def test_a_save_by_the_same_user_carries_its_entry_and_the_index_expiry_along(
+    store: RedisStore,
+) -> None:
+    store.create("1" * 64, b"a", meta(seconds=300, user_id="42"))
+    store.create("2" * 64, b"b", meta(seconds=600, user_id="42"))
+    longer = meta(seconds=900, user_id="42")
+    assert store.compare_and_set("1" * 64, 1, b"a2", longer).ok
+    assert redis().zscore(index_key("42"), "1" * 64) == int(longer.expires_at.timestamp() * 1000)
+    assert seconds_left(index_key("42")) == pytest.approx(900, abs=2)
+    # Shorter again: the index now lives as long as the other session.
+    assert store.compare_and_set("1" * 64, 2, b"a3", meta(seconds=60, user_id="42")).ok
+    assert seconds_left(index_key("42")) == pytest.approx(600, abs=2)
+    assert store.touch("2" * 64, meta(seconds=30, user_id="42"))
+    assert seconds_left(index_key("42")) == pytest.approx(60, abs=2)
+    assert {s.digest for s in store.list_user("42")} == {"1" * 64, "2" * 64}
+
+
+def test_a_save_without_data_removes_the_data_field_and_keeps_the_user(store: RedisStore) -> None:
+    store.create("f" * 64, b"x", meta(user_id="3"))
+    assert store.compare_and_set("f" * 64, 1, None, meta(user_id="3")) == CasResult(
+        ok=True, version=2
+    )
+    record = store.get("f" * 64)
+    assert record is not None
+    assert (record.data, record.version, record.user_id) == (None, 2, "3")
+    assert redis().hexists(session_key("f" * 64), "d") is False
+    assert redis().zrange(index_key("3"), 0, -1) == [b"f" * 64]
+
+
+def test_an_entry_joining_the_index_prunes_the_expired_ones(store: RedisStore) -> None:
+    store.create("1" * 64, None, meta(seconds=0.05, user_id="42"))
+    store.create("2" * 64, None, meta(user_id="42"))
+    store.create("3" * 64, None, meta(user_id="43"))
+    time.sleep(0.1)
+    assert redis().zcard(index_key("42")) == 2  # nobody has used the index since
+    assert store.compare_and_set("2" * 64, 1, None, meta(user_id="42")).ok
+    assert store.compare_and_set("3" * 64, 1, None, meta(user_id="42")).ok
+    assert set(redis().zrange(index_key("42"), 0, -1)) == {b"2" * 64, b"3" * 64}
 
 
 def test_an_index_vanishes_with_its_last_session_untouched(store: RedisStore) -> None:

@@ -27,6 +27,7 @@ from hybrid_sessions.exceptions import (
     TokenError,
     TokenTooLarge,
 )
+from hybrid_sessions.token_encoding import deflate
 from hybrid_sessions.tokens import Decoded, TokenCodec
 from tests.hostile_tokens import (
     HOSTILE_NAMES,
@@ -152,6 +153,37 @@ def test_a_compressible_signed_payload_is_deflated_and_flagged(codec: TokenCodec
 def test_a_payload_that_does_not_shrink_is_not_compressed(codec: TokenCodec) -> None:
     token = codec.encode({"n": secrets.token_urlsafe(24)}, expires_at=in_an_hour())
     assert "zip" not in jwt.get_unverified_header(token)
+
+
+def test_claims_under_the_threshold_are_sent_uncompressed_though_they_would_shrink(
+    codec: TokenCodec,
+) -> None:
+    payload = payload_of_claims_size(tokens.COMPRESS_MIN_BYTES - 1)
+    assert len(deflate(claims(payload))) < len(claims(payload)) / 3
+    token = codec.encode(payload, expires_at=None)
+    assert "zip" not in jwt.get_unverified_header(token)
+    assert len(unb64(token.split(".")[1])) == tokens.COMPRESS_MIN_BYTES - 1
+    assert codec.decode(token).payload == payload
+
+
+def test_claims_from_the_threshold_on_are_compressed_when_that_shortens_the_token(
+    codec: TokenCodec,
+) -> None:
+    payload = payload_of_claims_size(tokens.COMPRESS_MIN_BYTES)
+    token = codec.encode(payload, expires_at=None)
+    assert jwt.get_unverified_header(token)["zip"] == "DEF"
+    assert codec.decode(token).payload == payload
+
+
+@pytest.mark.parametrize("size", [40, 200])
+def test_a_small_compressed_token_issued_before_the_threshold_still_verifies(
+    codec: TokenCodec, size: int
+) -> None:
+    payload = {"lang": "en", "note": "x" * size}
+    body = deflate(claims(payload))
+    token = signed({"alg": "HS256", "typ": "JWT", "zip": "DEF"}, body, PURPOSE)
+    assert len(body) < tokens.COMPRESS_MIN_BYTES
+    assert codec.decode(token).payload == payload
 
 
 # -- bounded decode cost: claims are at most 8 times the cookie budget ---------------------

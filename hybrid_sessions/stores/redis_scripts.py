@@ -2,6 +2,12 @@
 
 The scripts never decode session data. Every write also maintains the user's
 index and, when given a channel, publishes on the feed in the same script.
+
+A save and a touch are the common writes, so they do only what they change:
+one ``HSET`` of every field that moves, and the user's index only as far as
+the save moves it. The same user's entry follows its expiry, the index's own
+expiry follows its longest-lived entry, and expired entries are pruned when an
+entry joins or leaves the index, and on every listing.
 """
 
 from __future__ import annotations
@@ -50,6 +56,21 @@ local function extend(key, ix)
     reindex(ix, now)
   end
 end
+-- The fields a save or touch sets in one HSET: activity, expiry, the client.
+local function moved()
+  local fields = {'a', ARGV[2], 'e', ARGV[3]}
+  if ARGV[5] ~= '' then fields[#fields + 1] = 'ip'; fields[#fields + 1] = ARGV[5] end
+  if ARGV[6] ~= '' then fields[#fields + 1] = 'ua'; fields[#fields + 1] = ARGV[6] end
+  return fields
+end
+-- A session staying in index ix, whose expiry was old_exp: its entry follows the
+-- expiry, and the index lives as long as its longest-lived entry.
+local function follow(ix, old_exp)
+  if ARGV[3] == old_exp then return end
+  redis.call('ZADD', ix, ARGV[3], ARGV[1])
+  local top = redis.call('ZRANGE', ix, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', ix, top[2])
+end
 """
 
 # ARGV[7]: '1' when there is data, ARGV[8]: the data, ARGV[9]: when the session
@@ -69,18 +90,40 @@ return 1
 # ARGV[10]: the feed's channel ('' publishes nothing).
 # Returns {1, new version}, {0} when the session is gone, or {0, version, data,
 # expiry, user} (the state that won) when the version moved on.
+# The common save (same user) is HMGET, HSET, PEXPIREAT, the entry's ZADD, ZRANGE
+# and PEXPIREAT when signed in, and PUBLISH; a change of user runs the full path.
 _COMPARE_AND_SET = _PRELUDE + """
-local cur = redis.call('HMGET', KEYS[1], 'v', 'd', 'e', 'u')
+local key, ix = KEYS[1], KEYS[2] or false
+local cur = redis.call('HMGET', key, 'v', 'd', 'e', 'u', 'ix')
 if not cur[1] then return {0} end
 if cur[1] ~= ARGV[7] then return {0, cur[1], cur[2], cur[3], cur[4]} end
-local version = redis.call('HINCRBY', KEYS[1], 'v', 1)
+local version = tonumber(cur[1]) + 1
+local fields = moved()
+fields[#fields + 1] = 'v'; fields[#fields + 1] = version
 if ARGV[8] == '1' then
-  redis.call('HSET', KEYS[1], 'd', ARGV[9])
-else
-  redis.call('HDEL', KEYS[1], 'd')
+  fields[#fields + 1] = 'd'; fields[#fields + 1] = ARGV[9]
+elseif cur[2] then
+  redis.call('HDEL', key, 'd')
 end
-set_user(KEYS[1], KEYS[2] or false)
-extend(KEYS[1], KEYS[2] or false)
+local old = cur[5] or false
+if ix and ix ~= old then
+  fields[#fields + 1] = 'u'; fields[#fields + 1] = ARGV[4]
+  fields[#fields + 1] = 'ix'; fields[#fields + 1] = ix
+elseif old and not ix then
+  redis.call('HDEL', key, 'u', 'ix')
+end
+redis.call('HSET', key, unpack(fields))
+redis.call('PEXPIREAT', key, ARGV[3])
+if old and old ~= ix then
+  redis.call('ZREM', old, ARGV[1])
+  reindex(old, ARGV[2])
+end
+if ix and ix ~= old then
+  redis.call('ZADD', ix, ARGV[3], ARGV[1])
+  reindex(ix, ARGV[2])
+elseif ix then
+  follow(ix, cur[3])
+end
 if ARGV[10] ~= '' then redis.call('PUBLISH', ARGV[10], ARGV[1] .. ':' .. version) end
 return {1, version}
 """
@@ -88,8 +131,11 @@ return {1, version}
 # The data is not written, so neither is the user derived from it: a request
 # that loaded before a concurrent login must not unlink the user.
 _TOUCH = _PRELUDE + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-extend(KEYS[1], redis.call('HGET', KEYS[1], 'ix'))
+local cur = redis.call('HMGET', KEYS[1], 'v', 'e', 'ix')
+if not cur[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(moved()))
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+if cur[3] then follow(cur[3], cur[2]) end
 return 1
 """
 
