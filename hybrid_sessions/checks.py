@@ -169,8 +169,8 @@ def _hybrid_checks() -> list[CheckMessage]:
     return errors
 
 
-#: Below this not even a bare spilled hybrid cookie (180 characters signed, 217
-#: encrypted) fits beside the 512 bytes kept for varying headers and the least
+#: Below this not even a bare spilled hybrid cookie (about 220 characters, signed
+#: or encrypted) fits beside the 512 bytes kept for varying headers and the least
 #: headers a browser sends.
 MIN_REQUEST_HEADERS_BUDGET = 1024
 
