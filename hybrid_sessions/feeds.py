@@ -239,26 +239,49 @@ def in_test_environment() -> bool:
 
 
 def redis_listener(client: Callable[[], Any], channel: str) -> Listener:
-    """Subscribe to ``channel`` with a redis-py client from ``client()``."""
+    """Subscribe to ``channel`` on a connection of its own from ``client()``'s pool.
+
+    The connection is read with ``can_read``/``read_response`` rather than through
+    redis-py's ``PubSub``, whose per-message work under the GIL cost a writing
+    process about 100 µs per save while it heard its own message (about 20 µs
+    this way). The pool's connection class brings the site's address, TLS and
+    credentials. An idle poll sends ``PING``: a link that stops answering is
+    dropped and reconnected, as the PostgreSQL listener's ``SELECT 1`` does.
+    """
 
     def listen() -> Iterator[str | None]:
-        pubsub = client().pubsub()
+        connection = client().connection_pool.make_connection()
+        push = str(getattr(connection, "protocol", 2)) == "3"  # RESP3: messages are pushes
         try:
-            pubsub.subscribe(channel)
+            connection.connect()
+            connection.send_command("SUBSCRIBE", channel)
+            waiting_for_pong = False
             while True:
-                msg = pubsub.get_message(timeout=POLL_SECONDS)
-                if msg is None:
+                if not connection.can_read(timeout=POLL_SECONDS):
+                    if waiting_for_pong:
+                        raise TimeoutError("the Redis server did not answer PING")
+                    connection.send_command("PING")
+                    waiting_for_pong = True
                     yield None
-                elif msg["type"] == "subscribe":
-                    # Also sent again when redis-py reconnects and resubscribes.
+                    continue
+                reply = (connection.read_response(push_request=True) if push
+                         else connection.read_response())
+                # RESP2 answers PING with ["pong", ""] while subscribed, RESP3 with "PONG".
+                kind = _text(reply[0] if isinstance(reply, list) and reply else reply).lower()
+                if kind == "message" and len(reply) == 3:
+                    yield _text(reply[2])
+                elif kind == "subscribe":
                     yield SUBSCRIBED
-                elif msg["type"] == "message":
-                    data = msg["data"]
-                    yield data.decode() if isinstance(data, bytes) else str(data)
+                elif kind == "pong":
+                    waiting_for_pong = False
         finally:
-            pubsub.close()
+            connection.disconnect()
 
     return listen
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def postgres_listener(connect: Callable[[], Any], channel: str) -> Listener:

@@ -1,0 +1,147 @@
+"""The Redis feed's link: it hears every message, drops what is not one, and notices a dead server.
+
+The listener reads its own connection directly (not redis-py's ``PubSub``), so
+these tests hold it to what ``PubSub`` gave: a subscription confirmed before
+anything is vouched for, resubscription after a loss, and no message that can
+take the link down. Each test runs its own ``redis-server`` on a free loopback
+port, so stopping it touches no one else's data.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis._parsers import _RESP2Parser, _RESP3Parser
+
+from hybrid_sessions.feeds import Feed, message, redis_listener
+from hybrid_sessions.knowledge import GONE, knowledge
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+#: Both protocols, each with the C parser and redis-py's own (a site may lack hiredis).
+LINKS: dict[str, dict[str, Any]] = {
+    "resp2": {"protocol": 2},
+    "resp3": {"protocol": 3},
+    "resp2-python-parser": {"protocol": 2, "parser_class": _RESP2Parser},
+    "resp3-python-parser": {"protocol": 3, "parser_class": _RESP3Parser},
+}
+
+
+@pytest.fixture(params=list(LINKS))
+def server(request: Any) -> Iterator[tuple[subprocess.Popen[bytes], redis.Redis[bytes]]]:
+    port = _free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(connection_pool=redis.ConnectionPool(
+        port=port, socket_connect_timeout=2, **LINKS[request.param]
+    ))
+    try:
+        assert _until(lambda: _answers(client), within=10), "redis-server did not start"
+        yield process, client
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def feed(server: tuple[subprocess.Popen[bytes], redis.Redis[bytes]]) -> Iterator[Feed]:
+    _, client = server
+    channel = f"hs-test-feed-{secrets.token_hex(4)}"
+    listening = Feed(channel, redis_listener(lambda: client, channel))
+    listening.ensure_running()
+    assert listening.wait_until_up()
+    try:
+        yield listening
+    finally:
+        listening.stop()
+
+
+def _answers(client: redis.Redis[bytes]) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _until(check: Callable[[], bool], within: float = 3.0) -> bool:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _digest() -> str:
+    return secrets.token_hex(32)
+
+
+def test_each_published_version_and_end_is_learned(
+    server: tuple[subprocess.Popen[bytes], redis.Redis[bytes]], feed: Feed
+) -> None:
+    _, client = server
+    digest = _digest()
+    client.publish(feed.name, message(digest, 3))
+    assert _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 3)
+    client.publish(feed.name, message(digest, GONE))
+    assert _until(lambda: (knowledge.lookup(digest) or (1, 0))[0] == GONE)
+    assert feed.stats.messages == 2
+
+
+def test_bytes_that_are_not_a_message_are_dropped_and_the_link_stays_up(
+    server: tuple[subprocess.Popen[bytes], redis.Redis[bytes]], feed: Feed
+) -> None:
+    _, client = server
+    for junk in (b"\xff\xfe\x00", b"", b"x" * 70_000, message("A" * 64, 1).encode(),
+                 message(_digest(), 1).encode() + b"\n"):
+        client.publish(feed.name, junk)
+    digest = _digest()
+    client.publish(feed.name, message(digest, 7))
+    assert _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 7)
+    assert feed.stats.malformed == 5
+    assert (feed.stats.connects, feed.stats.failures) == (1, 0)
+
+
+def test_an_idle_link_stays_up_and_one_that_stops_answering_is_dropped_until_back(
+    server: tuple[subprocess.Popen[bytes], redis.Redis[bytes]], feed: Feed
+) -> None:
+    process, client = server
+    time.sleep(2.5)  # two idle polls, each PING answered
+    assert (feed.stats.connects, feed.stats.failures) == (1, 0)
+    first_since = feed.since
+    os.kill(process.pid, signal.SIGSTOP)  # the socket stays open: only PING can tell
+    try:
+        # One idle poll sends PING; the next finds no answer and drops the link.
+        assert _until(lambda: feed.since is None, within=5)
+        assert feed.stats.failures >= 1
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    assert _until(lambda: feed.since is not None, within=15)
+    assert (feed.since or 0.0) > (first_since or float("inf"))  # a new subscription
+    digest = _digest()
+    client.publish(feed.name, message(digest, 2))
+    assert _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 2)
