@@ -48,12 +48,6 @@ def _barh(ax: Any, labels: list[str], series: list[tuple[str, list[float | None]
     ax.grid(axis="x", alpha=0.3)
 
 
-def _patch(color: str, text: str) -> Any:
-    from matplotlib.patches import Patch
-
-    return Patch(color=color, label=text)
-
-
 def targets(verdicts: list[dict[str, Any]], path: Path) -> str:
     plt = _plt()
     rows = [v for v in verdicts if not v["target"].endtoend]
@@ -92,7 +86,9 @@ def times(results: dict[str, Any], size: int, path: Path) -> str:
         ax.set_title(f"{size_label(size)}: "
                      f"{'load, read one key' if cycle == 'load' else 'load + modify + save'}")
         ax.set_xlabel("µs per cycle (lower is better)")
-    fig.legend(handles=[_patch(c, t) for c, t in (
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=c, label=t) for c, t in (
         (OURS, "ours, SessionStore"), (DJANGO, "Django's, SessionStore"),
         (OURS_LIGHT, "ours, through the middleware"),
         (DJANGO_LIGHT, "Django's, through the middleware"))],
