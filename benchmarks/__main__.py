@@ -1,10 +1,5 @@
-"""``python -m benchmarks``: one run of every part, then the docs page, charts and JSON.
-
-Parts, in order: I/O counts per request (they also show every engine works
-through the middleware), the in-process timings under pyperf, a profile of our
-side of each missed in-process target, end to end under gunicorn, and the
-lost-updates experiment on PostgreSQL. ``--quick`` is a smoke run of the same
-parts with tiny counts: its numbers say the harness works, nothing more.
+"""``python -m benchmarks``: I/O counts, pyperf timings, profiles of misses, end to end and
+lost updates in one run, then the docs page, its charts and JSON. ``--quick``: a smoke run.
 """
 
 from __future__ import annotations
@@ -108,27 +103,23 @@ def io_counts(case: cases.Case, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
     """The I/O counts of one case, in a process of its own, or why they failed."""
     mine = [s for s in sizes if s in case.sizes] or list(case.sizes)
     try:
-        rows: list[dict[str, Any]] = json.loads(environment.run_child(
+        return list(json.loads(environment.run_child(
             ["-m", "benchmarks.iocounts", "--sizes", ",".join(map(str, mine))],
-            case).splitlines()[-1])
+            case).splitlines()[-1]))
     except Exception as exc:
-        rows = [{"case": case.name, "size": s, "status": "error", "message": str(exc)[-300:]}
+        return [{"case": case.name, "size": s, "status": "error", "message": str(exc)[-300:]}
                 for s in mine]
-    return rows
 
 
 def time_cases(pyperf_args: str, names: list[str], sizes: tuple[int, ...],
                rounds: int) -> dict[str, Any]:
-    """Run ``benchmarks.timing`` (pyperf) in rounds and keep each benchmark's statistics.
+    """``benchmarks.timing`` in rounds (A B A B ...), so a busy spell hits both sides alike.
 
-    Each round runs every benchmark once, so the worker processes of the two sides
-    of a comparison are spread over the whole run (A B A B ...): a busy spell of a
-    shared machine hits both alike. pyperf's statistics come from all rounds' runs
-    merged; a ratio is the median of the per-round ratios.
+    pyperf's statistics are over all rounds' runs; each round's median is kept for the ratios.
     """
     import pyperf
 
-    merged: dict[str, Any] = {}
+    suite: pyperf.BenchmarkSuite | None = None
     per_round: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(rounds):
@@ -137,24 +128,20 @@ def time_cases(pyperf_args: str, names: list[str], sizes: tuple[int, ...],
                 ["-m", "benchmarks.timing", *shlex.split(pyperf_args), "--quiet", "-o",
                  str(out), "--cases", ",".join(names), "--sizes", ",".join(map(str, sizes))],
                 timeout=3600)
-            for bench in pyperf.BenchmarkSuite.load(str(out)).get_benchmarks():
-                name = bench.get_name()
-                per_round.setdefault(name, []).append(bench.median() * 1e6)
-                if name in merged:
-                    merged[name].add_runs(bench)
-                else:
-                    merged[name] = bench
+            loaded = pyperf.BenchmarkSuite.load(str(out))
+            for bench in loaded:
+                per_round.setdefault(bench.get_name(), []).append(bench.median() * 1e6)
+            if suite is None:
+                suite = loaded
+            else:
+                suite.add_runs(loaded)
             log(f"  pyperf: round {n + 1} of {rounds} done")
-    rows = []
-    for name, bench in merged.items():
-        level, case, size, cycle = timing.parse_name(name)
-        values = bench.get_values()
-        rows.append({
-            "level": level, "case": case, "size": size, "cycle": cycle,
-            "median_us": bench.median() * 1e6, "mean_us": bench.mean() * 1e6,
-            "stdev_us": (bench.stdev() if len(values) > 1 else 0.0) * 1e6,
-            "values": len(values), "rounds_us": per_round[name],
-        })
+    rows = [dict(zip(("level", "case", "size", "cycle"), timing.parse_name(b.get_name()),
+                     strict=True),
+                 median_us=b.median() * 1e6, mean_us=b.mean() * 1e6,
+                 stdev_us=(b.stdev() if b.get_nvalue() > 1 else 0.0) * 1e6,
+                 values=b.get_nvalue(), rounds_us=per_round[b.get_name()])
+            for b in suite or ()]
     return {"pyperf": pyperf_args, "rounds": rounds, "results": rows}
 
 
@@ -182,8 +169,7 @@ def lost_updates(requests: int) -> list[dict[str, Any]]:
         out = Path(tmp) / "lost.json"
         environment.run_child(["-m", "benchmarks.lost_updates", "--databases", "postgres",
                                "--requests", str(requests), "--json", str(out)])
-        rows: list[dict[str, Any]] = json.loads(out.read_text())
-        return rows
+        return list(json.loads(out.read_text()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,6 @@
-"""The tiny site the end-to-end benchmark serves: read, write and seed views.
+"""The benchmarks' site: the least a view does with a session (none for the baseline).
 
-Each view does the least a real view does with a session, so the measurement
-is the engine's cost plus Django's request handling, nothing else. The
-``X-Session-Keys`` header tells the harness the session really loaded (a
-cookie the engine rejected would read as an empty session and measure the
-wrong thing). With no session middleware (the baseline case) the views answer
-the same bodies without touching a session.
+``X-Session-Keys`` tells the harness the session really loaded, not an empty one.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""What is measured: the engines (ours and Django's), the sizes, and the targets.
-
-A case is one engine on one store. The targets are the one place where a goal
-and its limit are written down; the report judges every run against them.
-"""
+"""The cases (one engine on one store), the sizes and the targets: the one place a goal
+and its limit are written down; the report judges every run against them."""
 
 from __future__ import annotations
 
@@ -15,6 +12,10 @@ SIZES = (100, 2048, 20480)
 CYCLES = ("load", "modify")
 #: ``engine``: ``SessionStore`` alone; ``request``: through our ``SessionMiddleware``.
 LEVELS = ("engine", "request")
+
+
+def size_label(size: int) -> str:
+    return {100: "100 B", 2048: "2 KB", 20480: "20 KB"}.get(size, f"{size} B")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,6 @@ class Case:
 
     @property
     def servers(self) -> tuple[str, ...]:
-        """The servers this case needs running."""
         return tuple(s for s in (self.database, "redis" if self.redis else None)
                      if s and s != "sqlite")
 
@@ -83,11 +83,8 @@ def label(name: str) -> str:
 
 
 def select(patterns: list[str]) -> list[Case]:
-    """The default cases, or those whose name contains one of ``patterns``.
-
-    The baseline of every target whose case is chosen comes along, and so does
-    the no-session baseline, so that every ratio of a chosen case can be computed.
-    """
+    """The default cases, or those whose name contains one of ``patterns``, with every
+    baseline they are compared with (and ``none``), so that each ratio can be computed."""
     if not patterns:
         return [c for c in CASES if c.default]
     chosen = {c.name for c in CASES if any(p in c.name for p in patterns)}

@@ -1,20 +1,15 @@
-"""The page's charts: one or two panels an image, large type, values on every bar.
-
-Drawn 8 inches wide at 150 dpi, shown at the docs column's width and linked to
-the full-size image.
-"""
+"""The page's charts: 8 inches at 150 dpi, shown at the column's width, linked full size."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cases import BY_NAME, label
+from benchmarks.cases import BY_NAME, label, size_label
 
 WIDTH = 8.0
 DPI = 150
 OURS, DJANGO, OURS_LIGHT, DJANGO_LIGHT = "#1f6fb2", "#8c8c8c", "#8cbce6", "#cfcfcf"
-SIZE_LABELS = {100: "100 B", 2048: "2 KB", 20480: "20 KB"}
 
 
 def _plt() -> Any:
@@ -53,12 +48,6 @@ def _barh(ax: Any, labels: list[str], series: list[tuple[str, list[float | None]
     ax.grid(axis="x", alpha=0.3)
 
 
-def _patch(color: str, text: str) -> Any:
-    from matplotlib.patches import Patch
-
-    return Patch(color=color, label=text)
-
-
 def targets(verdicts: list[dict[str, Any]], path: Path) -> str:
     plt = _plt()
     rows = [v for v in verdicts if not v["target"].endtoend]
@@ -94,10 +83,12 @@ def times(results: dict[str, Any], size: int, path: Path) -> str:
             ("through the middleware", [value("request", n) for n in names],
              [OURS_LIGHT if BY_NAME[n].ours else DJANGO_LIGHT for n in names]),
         ], "{:.0f}")
-        ax.set_title(f"{SIZE_LABELS.get(size, size)}: "
+        ax.set_title(f"{size_label(size)}: "
                      f"{'load, read one key' if cycle == 'load' else 'load + modify + save'}")
         ax.set_xlabel("µs per cycle (lower is better)")
-    fig.legend(handles=[_patch(c, t) for c, t in (
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=c, label=t) for c, t in (
         (OURS, "ours, SessionStore"), (DJANGO, "Django's, SessionStore"),
         (OURS_LIGHT, "ours, through the middleware"),
         (DJANGO_LIGHT, "Django's, through the middleware"))],
@@ -116,7 +107,7 @@ def endtoend(results: dict[str, Any], path: Path) -> str:
         colors = [OURS if BY_NAME[n].ours else DJANGO if BY_NAME[n].engine else "#444444"
                   for n in names]
         _barh(ax, [label(n) for n in names], [("req/s", values, colors)], "{:,.0f}")
-        ax.set_title(f"{mode} request, {SIZE_LABELS.get(rows[0]['size'], '')} session")
+        ax.set_title(f"{mode} request, {size_label(rows[0]['size'])} session")
         ax.set_xlabel("requests per second (higher is better)")
     return _save(fig, path)
 

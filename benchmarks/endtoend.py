@@ -1,14 +1,7 @@
-"""End to end: the benchmark app under gunicorn, driven over loopback for a bounded time.
+"""End to end: gunicorn (2 sync workers, loopback) serving ``benchmarks.app`` for one case,
+driven by ``wrk`` or a bounded Python client whose connections each keep their own session.
 
-For each case gunicorn (2 sync workers, 127.0.0.1 only) serves ``benchmarks.app``
-with our ``SessionMiddleware`` and that one engine; the no-session baseline
-serves the same views with no middleware. The load generator is ``wrk`` when
-installed, else a bounded Python client; each of its connections keeps its own
-session and takes the cookie each response sets, as a browser would. Every run
-stops after ``duration`` seconds (the Python client also after ``max_requests``).
-
-Rounds interleave the cases (A B A B ...), so drift of a shared machine hits
-them alike; a ratio is taken per round, then the median over rounds.
+Rounds interleave the cases (A B A B ...); a ratio is taken per round, then the median.
 """
 
 from __future__ import annotations
@@ -29,7 +22,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from pathlib import Path
 from typing import Any
 
 from benchmarks.cases import Case
@@ -51,24 +43,17 @@ class Options:
     log: Callable[[str], None] = print
 
 
-def _free_port() -> int:
+@contextlib.contextmanager
+def serve(env: dict[str, str], workers: int = WORKERS) -> Iterator[int]:
+    """gunicorn with ``env`` on a free loopback port until the block ends."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def serve(case: Case) -> Iterator[int]:
-    """gunicorn for ``case`` on a free loopback port until the block ends."""
-    port = _free_port()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--bind",
+            [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
              f"127.0.0.1:{port}", "--log-level", "warning", "benchmarks.wsgi:application"],
-            cwd=ROOT, env=case_environ(case), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + 60
             while proc.poll() is None and time.monotonic() < deadline:
@@ -90,9 +75,10 @@ def serve(case: Case) -> Iterator[int]:
                     proc.wait(timeout=5)
 
 
-def request(port: int, path: str, cookie: str | None = None) -> tuple[int, dict[str, str]]:
+def request(port: int, path: str, cookie: str | None = None,
+            timeout: float = 10) -> tuple[int, dict[str, str]]:
     """One GET over loopback: the status and the response headers (lower-case names)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path, headers={"Cookie": f"{COOKIE}={cookie}"} if cookie else {})
         response = conn.getresponse()
@@ -102,17 +88,28 @@ def request(port: int, path: str, cookie: str | None = None) -> tuple[int, dict[
         conn.close()
 
 
-def _cookie(headers: dict[str, str]) -> str | None:
+def set_cookie(headers: dict[str, str]) -> str | None:
+    """The session cookie a response set, if any."""
     jar: SimpleCookie = SimpleCookie()
     jar.load(headers.get("set-cookie", ""))
     morsel = jar.get(COOKIE)
     return morsel.value if morsel and morsel.value else None
 
 
+def latency(ms: list[float], digits: int) -> dict[str, float | None]:
+    """Median, 99th percentile (nearest rank) and maximum of ``ms``, rounded."""
+    ordered = sorted(ms)
+    if not ordered:
+        return dict.fromkeys(("p50_ms", "p99_ms", "max_ms"))
+    return {"p50_ms": round(statistics.median(ordered), digits),
+            "p99_ms": round(ordered[round(0.99 * (len(ordered) - 1))], digits),
+            "max_ms": round(ordered[-1], digits)}
+
+
 def seed(port: int, size: int) -> str:
     """A fresh session of about ``size`` bytes, checked to load back whole."""
     status, headers = request(port, f"/seed/?size={size}")
-    cookie = _cookie(headers)
+    cookie = set_cookie(headers)
     if status != 200 or not cookie:
         raise RuntimeError(f"seeding a {size} B session failed (HTTP {status})")
     keys = headers.get("x-session-keys")
@@ -155,21 +152,17 @@ def run_wrk(port: int, path: str, cookies: list[str], duration: float) -> dict[s
     """``wrk``, one connection per thread, each thread keeping its own session cookie."""
     lua = _WRK_LUA % {"cookies": ", ".join(json.dumps(c) for c in cookies) or '""',
                       "name": COOKIE}
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(lua)
-    try:
+        script.flush()
         out = subprocess.run(
             ["wrk", f"-t{CONNECTIONS}", f"-c{CONNECTIONS}", f"-d{max(1, round(duration))}s",
              "--timeout", "10s", "-s", script.name, f"http://127.0.0.1:{port}{path}"],
-            capture_output=True, text=True, timeout=duration + 60, check=False,
-        ).stdout
-    finally:
-        Path(script.name).unlink(missing_ok=True)
+            capture_output=True, text=True, timeout=duration + 60, check=False).stdout
     line = next((ln for ln in out.splitlines() if ln.startswith("BENCHJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no result: {out[-500:]}")
-    data: dict[str, Any] = json.loads(line.removeprefix("BENCHJSON "))
-    return data
+    return dict(json.loads(line.removeprefix("BENCHJSON ")))
 
 
 def run_python(port: int, path: str, cookies: list[str], duration: float,
@@ -189,7 +182,7 @@ def run_python(port: int, path: str, cookies: list[str], duration: float,
                 continue
             latencies.append(time.perf_counter() - started)
             errors[0] += status != 200
-            cookie = _cookie(headers) or cookie
+            cookie = set_cookie(headers) or cookie
 
     started = time.monotonic()
     threads = [threading.Thread(target=worker, args=(cookies[i] if cookies else None,))
@@ -198,12 +191,23 @@ def run_python(port: int, path: str, cookies: list[str], duration: float,
         t.start()
     for t in threads:
         t.join()
-    seconds = time.monotonic() - started
     if not latencies:
         raise RuntimeError("the Python client completed no request")
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return {"requests": len(latencies), "seconds": seconds, "p50_us": round(cuts[49] * 1e6),
-            "p99_us": round(cuts[98] * 1e6), "errors": errors[0]}
+    return {"requests": len(latencies), "seconds": time.monotonic() - started,
+            "p50_us": round(cuts[49] * 1e6), "p99_us": round(cuts[98] * 1e6),
+            "errors": errors[0]}
+
+
+def measure(port: int, case: Case, size: int, mode: str, generator: str,
+            opts: Options) -> dict[str, Any]:
+    """One run of one mode against a served case, with fresh sessions."""
+    cookies = [seed(port, size) for _ in range(CONNECTIONS)] if case.engine else []
+    if generator == "wrk":
+        result = run_wrk(port, f"/{mode}/", cookies, opts.duration)
+    else:
+        result = run_python(port, f"/{mode}/", cookies, opts.duration, opts.max_requests)
+    return {**result, "rps": result["requests"] / result["seconds"]}
 
 
 def run(cases: list[Case], availability: dict[str, str | None], opts: Options) -> dict[str, Any]:
@@ -222,20 +226,12 @@ def run(cases: list[Case], availability: dict[str, str | None], opts: Options) -
             if not todo:
                 continue
             try:
-                with serve(case) as port:
+                with serve(case_environ(case)) as port:
                     # Warm both workers (imports, connections) before anything is measured.
                     run_python(port, "/read/", [], min(0.5, opts.duration), 1000)
                     for key in todo:
-                        _name, size, mode = key
                         try:
-                            cookies = [seed(port, size) for _ in range(CONNECTIONS)] \
-                                if case.engine else []
-                            if generator == "wrk":
-                                result = run_wrk(port, f"/{mode}/", cookies, opts.duration)
-                            else:
-                                result = run_python(port, f"/{mode}/", cookies, opts.duration,
-                                                    opts.max_requests)
-                            result["rps"] = result["requests"] / result["seconds"]
+                            result = measure(port, case, key[1], key[2], generator, opts)
                             runs.setdefault(key, []).append(result)
                         except Exception as exc:
                             failed[key] = f"{type(exc).__name__}: {exc}"[:300]
@@ -243,26 +239,24 @@ def run(cases: list[Case], availability: dict[str, str | None], opts: Options) -
                 failed.update(dict.fromkeys(todo, f"{type(exc).__name__}: {exc}"[:300]))
         opts.log(f"  end to end: round {round_no + 1} of {opts.rounds} done")
     results = []
-    none = {(size, mode): runs.get(("none", size, mode), []) for size in opts.sizes
-            for mode in MODES}
     for case in cases:
         for size in opts.sizes:
             for mode in MODES:
                 key = (case.name, size, mode)
                 row: dict[str, Any] = {"case": case.name, "size": size, "mode": mode}
                 message = availability.get(case.name) or failed.get(key)
-                if message or not runs.get(key):
+                mine = runs.get(key)
+                if message or not mine:
                     row.update(status="unavailable", message=message or "no result")
-                else:
-                    mine = runs[key]
-                    row.update(status="ok", runs=mine, **{
-                        k: statistics.median(r[k] for r in mine)
-                        for k in ("rps", "p50_us", "p99_us")})
-                    row["errors"] = sum(r["errors"] for r in mine)
-                    pairs = [r["rps"] / b["rps"] for r, b in zip(mine, none[size, mode],
-                                                                 strict=False)]
-                    if pairs and case.name != "none":
-                        row["vs_none"] = statistics.median(pairs)
+                    results.append(row)
+                    continue
+                row.update(status="ok", runs=mine, errors=sum(r["errors"] for r in mine),
+                           **{k: statistics.median(r[k] for r in mine)
+                              for k in ("rps", "p50_us", "p99_us")})
+                pairs = [r["rps"] / b["rps"]
+                         for r, b in zip(mine, runs.get(("none", size, mode), []), strict=False)]
+                if pairs and case.name != "none":
+                    row["vs_none"] = statistics.median(pairs)
                 results.append(row)
     return {"rounds": opts.rounds, "duration_s": opts.duration, "generator": generator,
             "connections": CONNECTIONS, "workers": WORKERS, "results": results}

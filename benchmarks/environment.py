@@ -1,8 +1,5 @@
-"""The stores, the machine and the versions: everything a run depends on.
-
-A case whose server is down or whose engine does not import is reported with
-the reason, and every other case still runs.
-"""
+"""The stores, the machine and the versions a run depends on; a case that cannot run is
+reported with the reason while the others run."""
 
 from __future__ import annotations
 
@@ -120,7 +117,7 @@ def prepare_stores(cases: list[Case]) -> None:
 
 
 def clear_redis() -> None:
-    """Delete the benchmarks' own keys (prefix ``bench``), nothing else in the database."""
+    """Delete the benchmarks' own keys (their prefix), nothing else in the database."""
     from django_redis import get_redis_connection
 
     from benchmarks import settings
@@ -128,9 +125,6 @@ def clear_redis() -> None:
     client = get_redis_connection("default")
     for key in client.scan_iter(f"{settings.KEY_PREFIX}:*", count=1000):
         client.delete(key)
-
-
-# -- what the report says about the machine and the versions -------------------------------
 
 
 def _run(*cmd: str) -> str:

@@ -18,13 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from benchmarks.endtoend import latency
+from benchmarks.report import table as list_table
 
 #: Longest a trial waits for process B before counting it as not delivered.
 TRIAL_TIMEOUT = 5.0
@@ -203,15 +205,7 @@ def _burst(child: subprocess.Popen[str], store: Any) -> dict[str, Any]:
 
 
 def _summary(values: list[float], missed: int) -> dict[str, Any]:
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] if ordered else None
-    return {
-        "trials": len(values) + missed,
-        "missed": missed,
-        "p50_ms": round(statistics.median(ordered), 3) if ordered else None,
-        "p99_ms": round(p99, 3) if p99 is not None else None,
-        "max_ms": round(ordered[-1], 3) if ordered else None,
-    }
+    return {"trials": len(values) + missed, "missed": missed, **latency(values, 3)}
 
 
 def _postgres(sql: str) -> None:
@@ -283,36 +277,21 @@ def main() -> None:
 
 def load_table(loads: dict[str, Any]) -> str:
     """What the feed costs a listening process, as reStructuredText."""
-    lines = [
-        ".. list-table::", "   :header-rows: 1", "",
-        "   * - Feed", "     - Writes per second in the burst", "     - Messages heard",
-        "     - Handling per message (µs)", "     - Listener's CPU per message (µs)",
-    ]
-    for store, load in loads.items():
-        lines += [
-            f"   * - {LABELS.get(store, store)}", f"     - {load['writes_per_second']}",
-            f"     - {load['heard']} of {load['writes']}",
-            f"     - {load['handling_us_per_message']}",
-            f"     - {load['process_cpu_us_per_message']}",
-        ]
-    return "\n".join(lines) + "\n"
+    return list_table("", [
+        "Feed", "Writes per second in the burst", "Messages heard",
+        "Handling per message (µs)", "Listener's CPU per message (µs)",
+    ], [[LABELS.get(store, store), str(load["writes_per_second"]),
+         f"{load['heard']} of {load['writes']}", str(load["handling_us_per_message"]),
+         str(load["process_cpu_us_per_message"])] for store, load in loads.items()])
 
 
 def table(results: dict[str, Any]) -> str:
     """The figures as the reStructuredText table the security page includes."""
-    lines = [
-        ".. list-table::", "   :header-rows: 1", "",
-        "   * - Feed", "     - Change", "     - p50 (ms)", "     - p99 (ms)", "     - max (ms)",
-        "     - Trials (not delivered)",
-    ]
-    for store, kinds in results.items():
-        for kind, f in kinds.items():
-            lines += [
-                f"   * - {LABELS.get(store, store)}", f"     - {LABELS.get(kind, kind)}",
-                f"     - {f['p50_ms']}", f"     - {f['p99_ms']}", f"     - {f['max_ms']}",
-                f"     - {f['trials']} ({f['missed']})",
-            ]
-    return "\n".join(lines) + "\n"
+    return list_table("", [
+        "Feed", "Change", "p50 (ms)", "p99 (ms)", "max (ms)", "Trials (not delivered)",
+    ], [[LABELS.get(store, store), LABELS.get(kind, kind), str(f["p50_ms"]), str(f["p99_ms"]),
+         str(f["max_ms"]), f"{f['trials']} ({f['missed']})"]
+        for store, kinds in results.items() for kind, f in kinds.items()])
 
 
 if __name__ == "__main__":

@@ -1,21 +1,7 @@
-"""I/O per request: SQL statements and Redis round trips and commands, per engine.
-
-Each request goes through our ``SessionMiddleware`` and the benchmark
-app's views (``django.test.Client``, no network), in three kinds:
-
-``new``
-    No cookie; the view stores a session of the given size (a first visit, a login).
-``read``
-    The session's cookie; the view reads one key.
-``write``
-    The session's cookie; the view reads one key and changes another.
-
-Counted per request: SQL statements (``CaptureQueriesContext``; ``BEGIN`` and
-``COMMIT`` among them), Redis round trips as the client sends them, and Redis
-commands as the server ran them, those a Lua script runs included (seen through
-``MONITOR``, kept to the benchmarks' own database). Each number is the minimum
-over a few repetitions. Each case runs in a child process of its own:
-``python -m benchmarks.iocounts --sizes 100,2048`` with ``HYBRID_SESSIONS_BENCH_CASE`` set.
+"""I/O per request through our ``SessionMiddleware`` and the app's views (test client):
+SQL statements, Redis round trips as redis-py sends them and commands as the server runs
+them (via ``MONITOR``, Lua's included), for *new* (no cookie), *read* and *write* requests.
+Each number is the minimum of a few repetitions; run per case by ``python -m benchmarks``.
 """
 
 from __future__ import annotations
@@ -26,7 +12,7 @@ import json
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 KINDS = ("new", "read", "write")
@@ -71,23 +57,25 @@ class Monitor:
             while True:
                 self._lines.put(self._monitor.next_command())
 
-    def count(self, action: Callable[[], Any]) -> tuple[Any, int]:
-        token = uuid.uuid4().hex
+    @contextlib.contextmanager
+    def commands(self) -> Iterator[list[int]]:
+        """Count the commands run in the block, into the list it yields."""
+        token, counted = uuid.uuid4().hex, [0]
         self._client.echo(f"start-{token}")
         try:
-            result = action()
+            yield counted
         finally:
             self._client.echo(f"end-{token}")
-        counted, started = 0, False
+        started = False
         while True:
             command = self._lines.get(timeout=10)
             text = str(command.get("command", ""))
+            if text == f"ECHO end-{token}":
+                return
             if text == f"ECHO start-{token}":
                 started = True
-            elif text == f"ECHO end-{token}":
-                return result, counted
             elif started and command.get("db") == self.db:
-                counted += 1
+                counted[0] += 1
 
 
 def count_case(size: int, monitor: Monitor | None) -> dict[str, Any]:
@@ -103,16 +91,10 @@ def count_case(size: int, monitor: Monitor | None) -> dict[str, Any]:
         client = Client()
         for kind in KINDS:
             path = f"/seed/?size={size}" if kind == "new" else f"/{kind}/"
-            trips = [0]
-
-            def send(path: str = path, client: Client = client, trips: list[int] = trips) -> Any:
-                with round_trips() as counter:
-                    response = client.get(path)
-                trips[0] = counter[0]
-                return response
-
-            with CaptureQueriesContext(connection) as queries:
-                response, commands = monitor.count(send) if monitor else (send(), 0)
+            with (CaptureQueriesContext(connection) as queries,
+                  monitor.commands() if monitor else contextlib.nullcontext([0]) as commands,
+                  round_trips() as trips):  # innermost: the monitor's own ECHOs not counted
+                response = client.get(path)
             if response.status_code != 200:
                 raise RuntimeError(f"GET {path} answered HTTP {response.status_code}")
             if kind != "new" and response.get("X-Session-Keys") in (None, "0"):
@@ -122,7 +104,7 @@ def count_case(size: int, monitor: Monitor | None) -> dict[str, Any]:
                 cookie = {"value_bytes": len(morsel.value),
                           "header_bytes": len(morsel.output().encode())}
             counts = {"queries": len(queries.captured_queries), "round_trips": trips[0],
-                      "commands": commands}
+                      "commands": commands[0]}
             previous = best.get(kind, counts)
             best[kind] = {k: min(v, previous[k]) for k, v in counts.items()}
     return {"counts": best, "cookie": cookie}

@@ -1,30 +1,17 @@
 """Lost updates: two overlapping writers on one session, Django's engines and ours.
 
-Each of two workers makes ``--requests`` requests on the same session; a request
-opens the session, sets one key of its own (``a0``, ``a1``, ... or ``b0``, ...),
-and saves. At the end every one of those keys should be in the session; the
-benchmark counts the ones that are not. The workers are
-
-``threads``
-    two threads, each with its own database connection, running freely;
-``lockstep``
-    two threads that both load the session before either saves, every time:
-    every save of the pair races, the worst case;
-``processes``
-    two separate processes (on separate cores), running freely.
-
-Run it as ``python -m benchmarks.lost_updates`` (``--help`` for options). Each
-database runs in a child process with ``benchmarks.settings`` and the
-benchmarks' own stores: the database ``bench`` on PostgreSQL and MariaDB
-(created if missing, migrated), a temporary SQLite file, and Redis database 8,
-never a site's or a test suite's data.
-Engines that keep sessions only in Redis run once, whatever the database.
+Two workers each make ``--requests`` requests on one session, each setting a key of its
+own; the keys missing at the end were lost. Workers: ``threads`` run freely, ``lockstep``
+threads both load before either saves (every save races), ``processes`` run freely in
+two processes. Each database runs in a child process on the benchmarks' own stores;
+engines that keep sessions only in Redis run once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -33,18 +20,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from importlib import import_module
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = "benchmarks.settings"
+from benchmarks.environment import ROOT, create_database
+
 #: The benchmark case whose settings (its database as the default one) each database runs with.
 CASES = {"sqlite": "ours.db.sqlite", "postgres": "ours.db.pg", "mariadb": "ours.db.maria"}
-DATABASES = ("sqlite", "postgres", "mariadb")
 MODES = ("threads", "lockstep", "processes")
-DATABASE_LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mariadb": "MariaDB"}
+STORES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mariadb": "MariaDB", "redis": "Redis"}
 SPILLED = {"HYBRID_SESSIONS_INLINE_MAX_BYTES": 0}
 
 
@@ -87,17 +73,8 @@ class Result:
         return 100.0 * self.lost / self.attempted if self.attempted else 0.0
 
 
-def available(bench: Bench) -> bool:
-    module, _, _ = bench.path.rpartition(".")
-    return find_spec(module) is not None and find_spec(bench.path) is not None
-
-
-# -- one worker's requests -------------------------------------------------------------
-
-
-def request_loop(
-    store: Any, key: str, prefix: str, count: int, barrier: threading.Barrier | None = None
-) -> list[str]:
+def request_loop(store: Any, key: str, prefix: str, count: int,
+                 barrier: threading.Barrier | None = None) -> list[str]:
     """``count`` requests that each set one own key; returns the errors saves raised."""
     errors: list[str] = []
     for i in range(count):
@@ -113,29 +90,6 @@ def request_loop(
         if barrier is not None:
             barrier.wait()
     return errors
-
-
-def worker(job: dict[str, Any]) -> None:
-    """A worker process: set up Django, say ``ready``, wait for ``go``, run, report."""
-    from django.conf import settings
-
-    for name, value in job["settings"].items():
-        setattr(settings, name, value)
-    import django
-    from django.db import connections
-
-    django.setup()
-    store = import_module(job["engine"]).SessionStore
-    print("ready", flush=True)
-    sys.stdin.readline()
-    try:
-        errors = request_loop(store, job["key"], job["prefix"], job["count"])
-    finally:
-        connections.close_all()
-    print(json.dumps({"errors": errors}), flush=True)
-
-
-# -- one experiment ----------------------------------------------------------------------
 
 
 def in_threads(loops: list[Callable[[], list[str]]]) -> list[str]:
@@ -159,30 +113,30 @@ def in_threads(loops: list[Callable[[], list[str]]]) -> list[str]:
     return errors
 
 
-def in_processes(bench: Bench, key: str, count: int) -> list[str]:
-    overrides = {"SESSION_ENGINE": bench.path, **bench.settings}
-    procs = []
-    for prefix in ("a", "b"):
-        job = {"engine": bench.path, "key": key, "prefix": prefix, "count": count,
-               "settings": overrides}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.lost_updates", "--worker", json.dumps(job)],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        ))
-    errors: list[str] = []
+def in_processes(store: Any, key: str, count: int) -> list[str]:
+    """Two forked processes, started together, each with its own connections."""
+    from django.db import connections
+
+    connections.close_all()  # not to be shared with the children
+    context = multiprocessing.get_context("fork")
+    go, reports = context.Event(), context.Queue()
+
+    def work(prefix: str) -> None:
+        go.wait()
+        try:
+            reports.put(request_loop(store, key, prefix, count))
+        except Exception as exc:
+            reports.put([repr(exc)])
+        finally:
+            connections.close_all()
+
+    procs = [context.Process(target=work, args=(prefix,)) for prefix in "ab"]
     for proc in procs:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("a worker process failed to start")
+        proc.start()
+    go.set()
+    errors = [error for _ in procs for error in reports.get(timeout=600)]
     for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(f"a worker process exited with {proc.returncode}")
-        errors.extend(json.loads(out.strip().splitlines()[-1])["errors"])
+        proc.join(60)
     return errors
 
 
@@ -197,13 +151,11 @@ def experiment(bench: Bench, store_label: str, mode: str, count: int) -> Result:
         key = session.session_key
         started = time.perf_counter()
         if mode == "processes":
-            errors = in_processes(bench, key, count)
+            errors = in_processes(store, key, count)
         else:
             barrier = threading.Barrier(2) if mode == "lockstep" else None
-            errors = in_threads([
-                lambda: request_loop(store, key, "a", count, barrier),
-                lambda: request_loop(store, key, "b", count, barrier),
-            ])
+            errors = in_threads([partial(request_loop, store, key, p, count, barrier)
+                                 for p in "ab"])
         seconds = time.perf_counter() - started
         final = store(key).load()
         lost = sum(1 for p in "ab" for i in range(count) if final.get(f"{p}{i}") != i)
@@ -211,15 +163,10 @@ def experiment(bench: Bench, store_label: str, mode: str, count: int) -> Result:
     return Result(bench.label, store_label, mode, 2 * count, lost, len(errors), seconds)
 
 
-# -- one database ------------------------------------------------------------------------
-
-
 def run_database(database: str, count: int, modes: list[str], redis: bool) -> list[Result]:
     """Every engine on one database (and, with ``redis``, the Redis-only ones)."""
     import django
     from django.core.management import call_command
-
-    from benchmarks.environment import create_database
 
     if database != "sqlite":
         create_database(database)
@@ -227,38 +174,30 @@ def run_database(database: str, count: int, modes: list[str], redis: bool) -> li
     call_command("migrate", verbosity=0, interactive=False)
     results = []
     for bench in BENCHES:
-        if (bench.redis_only and not redis) or not available(bench):
+        if bench.redis_only and not redis:
             continue
-        store_label = "Redis" if bench.redis_only else DATABASE_LABELS[database]
+        store_label = STORES["redis" if bench.redis_only else database]
         if bench.path.endswith("cached_db"):
             store_label += " + Redis"
         for mode in modes:
-            result = experiment(bench, store_label, mode, count)
-            print(f"  {result.engine:42} {result.store:18} {result.mode:9} "
-                  f"lost {result.lost:4}/{result.attempted} ({result.lost_percent:4.1f} %)",
+            r = experiment(bench, store_label, mode, count)
+            print(f"  {r.engine:42} {r.store:18} {r.mode:9} "
+                  f"lost {r.lost:4}/{r.attempted} ({r.lost_percent:4.1f} %)",
                   file=sys.stderr, flush=True)
-            results.append(result)
+            results.append(r)
     return results
-
-
-# -- the whole run ---------------------------------------------------------------------------
 
 
 def table(results: list[Result]) -> str:
     """The results as a reStructuredText table, ready for docs/concurrency.rst."""
     rows = [("Engine", "Store", "Workers", "Updates", "Lost", "Lost %", "Errors", "Seconds")]
-    rows += [
-        (r.engine, r.store, r.mode, str(r.attempted), str(r.lost), f"{r.lost_percent:.1f}",
-         str(r.errors), f"{r.seconds:.1f}")
-        for r in results
-    ]
+    rows += [(r.engine, r.store, r.mode, str(r.attempted), str(r.lost), f"{r.lost_percent:.1f}",
+              str(r.errors), f"{r.seconds:.1f}") for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     rule = "  ".join("=" * w for w in widths)
-
-    def line(row: tuple[str, ...]) -> str:
-        return "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-
-    return "\n".join([rule, line(rows[0]), rule, *(line(r) for r in rows[1:]), rule])
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    return "\n".join([rule, lines[0], rule, *lines[1:], rule])
 
 
 DOCS_START, DOCS_END = ".. lost-updates-table-start", ".. lost-updates-table-end"
@@ -266,8 +205,7 @@ DOCS_START, DOCS_END = ".. lost-updates-table-start", ".. lost-updates-table-end
 
 def write_docs(path: Path, rst: str) -> None:
     """Replace the table between the two marker comments of ``path``."""
-    text = path.read_text()
-    head, start, rest = text.partition(DOCS_START)
+    head, start, rest = path.read_text().partition(DOCS_START)
     _, end, tail = rest.partition(DOCS_END)
     if not start or not end:
         raise SystemExit(f"{path} has no {DOCS_START} / {DOCS_END} markers")
@@ -277,7 +215,7 @@ def write_docs(path: Path, rst: str) -> None:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lost_updates",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--databases", default=",".join(DATABASES),
+    parser.add_argument("--databases", default=",".join(CASES),
                         help="comma-separated, of: sqlite, postgres, mariadb (default: all)")
     parser.add_argument("--modes", default=",".join(MODES),
                         help="comma-separated, of: threads, lockstep, processes (default: all)")
@@ -288,37 +226,30 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                              "(docs/concurrency.rst)")
     parser.add_argument("--database", help=argparse.SUPPRESS)  # a child: one database
     parser.add_argument("--redis", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)  # a worker process
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
     modes = [m for m in args.modes.split(",") if m]
-    if args.worker:
-        worker(json.loads(args.worker))
-        return 0
     if args.database:
         found = run_database(args.database, args.requests, modes, args.redis)
         print(json.dumps([asdict(r) for r in found]), flush=True)
         return 0
     results: list[Result] = []
-    databases = [d for d in args.databases.split(",") if d]
     with tempfile.TemporaryDirectory() as tmp:
-        for n, database in enumerate(databases):
-            print(f"{DATABASE_LABELS[database]}:", file=sys.stderr, flush=True)
+        for n, database in enumerate(d for d in args.databases.split(",") if d):
+            print(f"{STORES[database]}:", file=sys.stderr, flush=True)
             env = {"HYBRID_SESSIONS_BENCH_SQLITE": str(Path(tmp) / "lost_updates.sqlite3"),
                    **os.environ, "HYBRID_SESSIONS_BENCH_CASE": CASES[database]}
             command = [sys.executable, "-m", "benchmarks.lost_updates", "--database", database,
                        "--modes", ",".join(modes), "--requests", str(args.requests)]
-            if n == 0:
-                command.append("--redis")
-            out = subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE,
-                                 text=True).stdout
+            out = subprocess.run(command + ["--redis"] * (n == 0), cwd=ROOT, env=env,
+                                 check=True, stdout=subprocess.PIPE, text=True).stdout
             results += [Result(**r) for r in json.loads(out.strip().splitlines()[-1])]
     order = {b.label: i for i, b in enumerate(BENCHES)}
-    stores = ["SQLite", "PostgreSQL", "MariaDB", "Redis"]
+    stores = list(STORES.values())
     results.sort(key=lambda r: (order[r.engine], stores.index(r.store.split()[0]),
                                 MODES.index(r.mode)))
     print(table(results))

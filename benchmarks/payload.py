@@ -1,11 +1,5 @@
-"""Session data that looks like a site's, at a chosen serialised size.
-
-Not one long string: an anonymous visitor's preferences at 100 bytes; at 2 KB
-and 20 KB a logged-in user with a cart, recently viewed products, flash
-messages and a half-filled form, with values drawn from a seeded generator so
-they compress about as well as real data does (neither random bytes nor
-repeated text).
-"""
+"""Session data that looks (and compresses) like a site's, at a chosen serialised size:
+a visitor's preferences at 100 B; a user's cart, history, messages and form draft above."""
 
 from __future__ import annotations
 

@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import json
 import os
 import platform
 import re
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,9 +34,12 @@ from typing import Any
 
 import psycopg
 
+from benchmarks.cases import BY_NAME
+from benchmarks.endtoend import latency, request, serve, set_cookie
+from benchmarks.environment import ROOT, case_environ
 from benchmarks.payload import make_payload
+from benchmarks.report import table as list_table
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "_static" / "purge_load.json"
 #: Longest the purge may take before the run gives up on it.
 PURGE_TIMEOUT = 1800.0
@@ -63,13 +62,7 @@ def _admin(sql: str) -> None:
 
 def environ(database: str) -> dict[str, str]:
     """The benchmarks' settings on the ``db`` engine over PostgreSQL, in ``database``."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-        "HYBRID_SESSIONS_BENCH_CASE": "ours.db.pg",
-        "HYBRID_SESSIONS_BENCH_DB_NAME": database,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    return {**case_environ(BY_NAME["ours.db.pg"]), "HYBRID_SESSIONS_BENCH_DB_NAME": database}
 
 
 def fill(database: str, expired: int, live: int) -> float:
@@ -103,46 +96,6 @@ def _count(database: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], int]:
-    """gunicorn on 127.0.0.1, answering within 30 seconds."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "benchmarks.wsgi:application",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("gunicorn exited while starting")
-        try:
-            _request(port, "/read/", None)
-            return server, port
-        except OSError:
-            time.sleep(0.2)
-    server.terminate()
-    raise SystemExit("gunicorn did not answer within 30 s")
-
-
-def _request(port: int, path: str, cookie: str | None) -> tuple[int, str | None]:
-    """One GET; the status and the session cookie the server set, if any."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
-    try:
-        conn.request("GET", path, headers={"Cookie": f"sessionid={cookie}"} if cookie else {})
-        response = conn.getresponse()
-        response.read()
-        match = re.search(r"sessionid=([^;]*)", response.getheader("Set-Cookie") or "")
-        return response.status, match.group(1) if match else None
-    finally:
-        conn.close()
-
-
 class Load:
     """Client threads, each loading, changing and saving its own session in a loop."""
 
@@ -172,9 +125,9 @@ class Load:
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                status, issued = _request(self.port, "/write/" if cookie else "/seed/?size=2048",
-                                          cookie)
-                ok = status == 200
+                status, headers = request(self.port, "/write/" if cookie else "/seed/?size=2048",
+                                          cookie, REQUEST_TIMEOUT)
+                issued, ok = set_cookie(headers), status == 200
                 if issued and issued != cookie:
                     cookie = issued
                     with self._lock:
@@ -188,16 +141,13 @@ class Load:
         """Figures of the requests started in ``[start, end)``."""
         with self._lock:
             chosen = [(s, ok) for t, s, ok in self.samples if start <= t < end]
-        ms = sorted(1000 * s for s, ok in chosen if ok)
-        p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))] if ms else None
+        ms = [1000 * s for s, ok in chosen if ok]
         return {
             "seconds": round(end - start, 1),
             "requests": len(ms),
             "errors": len(chosen) - len(ms),
             "requests_per_second": round(len(ms) / (end - start), 1) if end > start else None,
-            "p50_ms": round(statistics.median(ms), 1) if ms else None,
-            "p99_ms": round(p99, 1) if p99 is not None else None,
-            "max_ms": round(ms[-1], 1) if ms else None,
+            **latency(ms, 1),
         }
 
 
@@ -243,16 +193,14 @@ def measure(rows: int, live: int, duration: float, clients: int, workers: int) -
     database = f"hybrid_sessions_purgeload_{uuid.uuid4().hex[:10]}"
     env = environ(database)
     _admin(f'CREATE DATABASE "{database}"')
-    server: subprocess.Popen[bytes] | None = None
     try:
         subprocess.run([sys.executable, "-m", "django", "migrate", "--verbosity", "0"],
                        cwd=ROOT, env=env, check=True, timeout=300)
         fill_seconds = fill(database, rows, live)
         print(f"{rows} expired and {live} live sessions copied in {fill_seconds:.1f} s",
               flush=True)
-        server, port = start_server(env, workers)
         load_average = os.getloadavg()
-        with Load(port, clients) as load:
+        with serve(env, workers) as port, Load(port, clients) as load:
             time.sleep(WARMUP)
             before_start = time.monotonic()
             time.sleep(duration)
@@ -280,13 +228,6 @@ def measure(rows: int, live: int, duration: float, clients: int, workers: int) -
             },
         }
     finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(5)
         _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
@@ -299,31 +240,22 @@ def _server_version(database: str) -> str:
 def table(result: dict[str, Any]) -> str:
     """The figures as the reStructuredText the operations page includes."""
     before, during, purge = result["before"], result["during"], result["purge"]
-    lines = [
-        ".. list-table::", "   :header-rows: 1", "",
-        "   * - Live requests (load, change, save)", "     - Before the purge",
-        "     - During the purge",
-    ]
-    for label, key in (("p50 (ms)", "p50_ms"), ("p99 (ms)", "p99_ms"), ("max (ms)", "max_ms"),
-                       ("Requests per second", "requests_per_second"),
-                       ("Requests (errors)", None), ("Window (s)", "seconds")):
-        if key is None:
-            cells = [f"{w['requests']:,} ({w['errors']:,})" for w in (before, during)]
-        else:
-            cells = [str(w[key]) for w in (before, during)]
-        lines += [f"   * - {label}", f"     - {cells[0]}", f"     - {cells[1]}"]
-    lines += [
-        "",
-        f"The purge ended {purge['ended']:,} of {purge['matched']:,} expired sessions in "
+    rows = [[label, *(str(w[key]) for w in (before, during))] for label, key in (
+        ("p50 (ms)", "p50_ms"), ("p99 (ms)", "p99_ms"), ("max (ms)", "max_ms"),
+        ("Requests per second", "requests_per_second"))]
+    rows += [["Requests (errors)", *(f"{w['requests']:,} ({w['errors']:,})"
+                                     for w in (before, during))],
+             ["Window (s)", *(str(w["seconds"]) for w in (before, during))]]
+    return list_table("", ["Live requests (load, change, save)", "Before the purge",
+                           "During the purge"], rows) + (
+        f"\nThe purge ended {purge['ended']:,} of {purge['matched']:,} expired sessions in "
         f"{purge['seconds']:g} s with at most {purge['peak_rss_mb']:g} MB resident; "
         f"{result['rows_left']:,} live sessions were left, as expected "
         f"({result['rows_expected_left']:,}). {result['clients']} client threads against "
         f"{result['gunicorn_workers']} gunicorn workers, on "
         f"{result['machine']['cpus']} CPUs shared with PostgreSQL and the purge "
         f"(load average {result['machine']['load_average_at_start'][0]:g} at the start), "
-        f"PostgreSQL {result['machine']['postgresql']}.",
-    ]
-    return "\n".join(lines) + "\n"
+        f"PostgreSQL {result['machine']['postgresql']}.\n")
 
 
 def main() -> None:

@@ -1,8 +1,4 @@
-"""The results page: the targets table first, then the detail, all from a run's JSON.
-
-``python -m benchmarks --report-only`` rebuilds the page and its charts from
-``docs/_static/benchmarks.json`` without measuring again.
-"""
+"""The results page from a run's JSON: the targets table first, then the detail."""
 
 from __future__ import annotations
 
@@ -12,14 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import charts
-from benchmarks.cases import BASELINES, OPTIONS, TARGETS, Target, label
+from benchmarks.cases import BASELINES, OPTIONS, TARGETS, Target, label, size_label
 
-SIZE_LABELS = {100: "100 B", 2048: "2 KB", 20480: "20 KB"}
 LEVEL_LABELS = {"engine": "SessionStore", "request": "middleware"}
-
-
-def size_label(size: int) -> str:
-    return SIZE_LABELS.get(size, f"{size} B")
 
 
 def timing_row(results: dict[str, Any], level: str, case: str, size: int,
@@ -32,10 +23,7 @@ def timing_row(results: dict[str, Any], level: str, case: str, size: int,
 
 def ratio(results: dict[str, Any], level: str, case: str, baseline: str, size: int,
           cycle: str) -> tuple[float, list[float]] | None:
-    """Ours over the baseline, and the per-round ratios (each of medians, paired in time).
-
-    The ratio is the median of the per-round ratios.
-    """
+    """The median of the per-round ratios of ours over the baseline, and those ratios."""
     ours = timing_row(results, level, case, size, cycle)
     base = timing_row(results, level, baseline, size, cycle)
     if not ours or not base:
@@ -51,11 +39,7 @@ def endtoend_row(results: dict[str, Any], case: str, size: int, mode: str) -> di
 
 
 def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target with what the run measured: a ratio per level, or end to end.
-
-    A verdict is *noisy* when the per-round ratios fall on both sides of the limit:
-    the run cannot tell, whatever its median says.
-    """
+    """Each target with its ratio per level; *noisy* when rounds fall on both sides of it."""
     out = []
     for target in TARGETS:
         v: dict[str, Any] = {"target": target, "engine": None, "request": None, "rounds": []}
@@ -94,7 +78,8 @@ def measured_text(v: dict[str, Any]) -> str:
 
 
 def table(title: str, header: list[str], rows: list[list[str]], widths: str = "auto") -> str:
-    out = [f".. list-table:: {title}", "   :header-rows: 1", f"   :widths: {widths}", ""]
+    """A reStructuredText list-table."""
+    out = [f".. list-table:: {title}".rstrip(), "   :header-rows: 1", f"   :widths: {widths}", ""]
     for row in [header, *rows]:
         out += ["   * - " + (row[0] or "\\"), *("     - " + (c or "\\") for c in row[1:])]
     return "\n".join(out) + "\n"
@@ -220,34 +205,31 @@ def timing_section(results: dict[str, Any], images: list[str]) -> list[str]:
                            ["Engine", "load, SessionStore", "load, middleware",
                             "modify, SessionStore", "modify, middleware"], rows,
                            "28 18 18 18 18"))
-    rows = []
-    for case, baselines in BASELINES.items():
-        for base in baselines:
-            for size in sorted({r["size"] for r in timed}):
-                cells = []
-                for cycle in ("load", "modify"):
-                    found = [ratio(results, lv, case, base, size, cycle)
-                             for lv in ("engine", "request")]
-                    cells.append(" · ".join(f"{f[0]:.2f}" for f in found if f) or "n/a")
-                if cells != ["n/a", "n/a"]:
-                    rows.append([f"{label(case)} vs {label(base)}", size_label(size), *cells])
+    sizes = sorted({r["size"] for r in timed})
     parts.append(table("Ours / Django's (SessionStore · middleware)",
-                       ["Comparison", "Size", "load", "modify"], rows, "52 12 18 18"))
-    rows = []
-    for case, base in OPTIONS.items():
-        for size in sorted({r["size"] for r in timed if r["case"] == case}):
-            cells = []
-            for cycle in ("load", "modify"):
-                found = [ratio(results, lv, case, base, size, cycle)
-                         for lv in ("engine", "request")]
-                cells.append(" · ".join(f"{f[0]:.2f}" for f in found if f) or "n/a")
-            if cells != ["n/a", "n/a"]:
-                rows.append([f"{label(case)} vs {label(base)}", size_label(size), *cells])
+                       ["Comparison", "Size", "load", "modify"],
+                       comparisons(results, [(c, b) for c, bs in BASELINES.items() for b in bs],
+                                   sizes), "52 12 18 18"))
+    rows = comparisons(results, list(OPTIONS.items()), sizes)
     if rows:
         parts.append(table("What an option costs: ours / ours by default (SessionStore · "
                            "middleware)", ["Comparison", "Size", "load", "modify"], rows,
                            "52 12 18 18"))
     return parts
+
+
+def comparisons(results: dict[str, Any], pairs: list[tuple[str, str]],
+                sizes: list[int]) -> list[list[str]]:
+    """A row per pair and size measured: the load and modify ratios at both levels."""
+    rows = []
+    for case, base in pairs:
+        for size in sizes:
+            cells = [" · ".join(f"{f[0]:.2f}" for lv in ("engine", "request")
+                                if (f := ratio(results, lv, case, base, size, cycle)))
+                     or "n/a" for cycle in ("load", "modify")]
+            if cells != ["n/a", "n/a"]:
+                rows.append([f"{label(case)} vs {label(base)}", size_label(size), *cells])
+    return rows
 
 
 def endtoend_section(results: dict[str, Any], images: list[str]) -> list[str]:
@@ -361,9 +343,10 @@ def render(results: dict[str, Any], images: list[str]) -> str:
         "``python -m benchmarks.timing`` runs the pyperf part alone and takes any pyperf "
         "option (``--rigorous``, ``--affinity``, ``-o``).\n",
         "It writes this page, the charts in ``docs/_static/`` and the numbers in "
-        "``docs/_static/benchmarks.json``. It uses its own stores: the database ``bench`` on "
-        "PostgreSQL (created if missing, its session tables emptied) and the keys prefixed "
-        "``bench`` in Redis database 8; ``--help`` lists the options.\n",
+        "``docs/_static/benchmarks.json``. It uses its own stores: the database "
+        "``hybrid_sessions_bench`` on PostgreSQL (created if missing, its session tables "
+        "emptied) and the keys prefixed ``hybrid_sessions_bench`` in Redis database 8; "
+        "``--help`` lists the options.\n",
     ]
     return "\n".join(parts)
 

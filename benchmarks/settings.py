@@ -1,15 +1,8 @@
-"""Django settings of the benchmarks: one case per process, named by the environment.
+"""Settings of one case per process, ``HYBRID_SESSIONS_BENCH_CASE`` (default ``none``).
 
-``HYBRID_SESSIONS_BENCH_CASE`` names the case (default ``none``, the harness's
-own process). Its engine is the ``SESSION_ENGINE``, its database the
-``default`` one, and it runs behind Django's own, unmodified
-``SessionMiddleware`` (none at all for ``none``). Every pyperf worker, gunicorn
-server and I/O count runs one case, so no setting changes while measuring.
-
-The stores are the benchmarks' own: the database ``hybrid_sessions_bench`` on PostgreSQL and
-MariaDB, Redis database 8 (keys prefixed ``hybrid_sessions_bench``), a temporary SQLite file.
-``HYBRID_SESSIONS_BENCH_{DB_NAME,REDIS,SQLITE,PG_HOST,MARIADB_HOST}`` point
-them elsewhere.
+The stores are the benchmarks' own: the database ``hybrid_sessions_bench``, Redis database 8
+(keys prefixed ``hybrid_sessions_bench``), a temporary SQLite file;
+``HYBRID_SESSIONS_BENCH_{DB_NAME,REDIS,SQLITE,PG_HOST,MARIADB_HOST}`` point them elsewhere.
 """
 
 from __future__ import annotations
@@ -76,9 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "hybrid_sessions",
 ]
-# The package's middleware for every engine, Django's own included: it is Django's,
-# and also sends the hybrid's signed cookie (with Django's, a hybrid cookie would be
-# its bare key and every request a server read).
+# Our middleware for every engine: it is Django's, and also sends the hybrid's signed cookie.
 MIDDLEWARE = ["hybrid_sessions.middleware.SessionMiddleware"] if CASE.engine else []
 ROOT_URLCONF = "benchmarks.app"
 TEMPLATES: list[dict[str, Any]] = []

@@ -1,13 +1,8 @@
 """Decode and engine costs: pyjwt's default path, our codec, Django's signing and engine.
 
-Timed with pyperf (worker processes, calibrated loops), from the repository root::
-
-    python -m benchmarks.signed_cookies --fast
-
-Instruction counts do not wander with the machine's load as times do. To count
-the instructions of one case, run it alone under callgrind with N calls and
-with none, and divide the difference by N (``--only SIZE CASE N``; SIZE 0 is
-~100 B, 1 is ~2 KB)::
+Timed with pyperf: ``python -m benchmarks.signed_cookies --fast``. Instructions of one case,
+which do not wander with the machine's load: run it under callgrind with N calls and with
+none and divide the difference by N (``--only SIZE CASE N``; SIZE 0 is ~100 B, 1 ~2 KB)::
 
     PYTHONPATH=. valgrind --tool=callgrind --callgrind-out-file=/dev/null \
         python -m benchmarks.signed_cookies --only 1 "engine load: hybrid_sessions" 300

@@ -1,21 +1,7 @@
-"""In-process timings with pyperf: each case's cycles in worker processes of their own.
+"""In-process timings under pyperf: one benchmark per level, case, size and cycle.
 
-Every benchmark is one case, size, cycle and level. pyperf spawns worker
-processes for it, calibrates the loops, discards warm-ups and keeps the values
-with their statistics; a worker configures Django for its one case, creates a
-session of the size with realistic data, checks it loads back whole, then
-times the cycle:
-
-``engine`` level
-    ``SessionStore(key)`` and read one key (*load*); also set one key and
-    ``save()`` (*modify*), carrying the new key on as a browser carries a cookie.
-``request`` level
-    The same views as end to end, called through our ``SessionMiddleware``
-    with a request that carries the cookie the previous response set.
-
-Run on its own, with any pyperf option (``--help``)::
-
-    python -m benchmarks.timing -o timings.json --cases hybrid --fast
+Each worker sets Django up for one case, seeds a session and checks it loads back whole.
+Run alone with any pyperf option: ``python -m benchmarks.timing -o t.json --cases ours.signed``.
 """
 
 from __future__ import annotations
@@ -34,11 +20,6 @@ import pyperf
 
 from benchmarks.cases import BY_NAME, CYCLES, LEVELS, Case, select
 from benchmarks.payload import READ_KEY, WRITE_KEY, make_payload
-
-#: Environment variables a worker needs from the harness (pyperf passes few by default).
-INHERITED = ("PYTHONPATH", "HYBRID_SESSIONS_BENCH_DB_NAME", "HYBRID_SESSIONS_BENCH_REDIS",
-             "HYBRID_SESSIONS_BENCH_SQLITE", "HYBRID_SESSIONS_BENCH_PG_HOST",
-             "HYBRID_SESSIONS_BENCH_MARIADB_HOST")
 
 
 def name(level: str, case: str, size: int, cycle: str) -> str:
@@ -61,71 +42,53 @@ def plan(cases: list[Case], sizes: tuple[int, ...], only: str = "") -> Iterator[
                         yield bench
 
 
-# -- inside a worker: one case ----------------------------------------------------------
-
-
-def setup_django(case: str) -> None:
-    """Configure Django for ``case``; a worker process runs only one."""
-    import django
-    from django.conf import settings
-
-    if settings.configured:
-        return
-    os.environ["HYBRID_SESSIONS_BENCH_CASE"] = case
-    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
-    django.setup()
+def cookie_of(session: Any) -> str:
+    """What the session's cookie would hold: the hybrid's signed copy, else the key."""
+    cookie_value = getattr(session, "cookie_value", None)
+    return str((cookie_value() if cookie_value else None) or session.session_key)
 
 
 class Session:
-    """One session of one size, as the engine or the middleware sees it from request to request."""
+    """One session of one size in a worker, carried from cycle to cycle as a browser would."""
 
     def __init__(self, case: str, size: int) -> None:
-        setup_django(case)
+        import django
         from django.conf import settings
 
+        if not settings.configured:  # a worker process runs one case only
+            os.environ["HYBRID_SESSIONS_BENCH_CASE"] = case
+            os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+            django.setup()
         self.store: Any = import_module(settings.SESSION_ENGINE).SessionStore
+        self.cookie_name = settings.SESSION_COOKIE_NAME
         self.payload = make_payload(size)
         session = self.store()
         session.update(self.payload)
         session.save()
         self.key: str = cookie_of(session)
-        self.cookie_name = settings.SESSION_COOKIE_NAME
         self.check()
 
     def check(self) -> None:
         """Fail if the session no longer loads whole: the run would time an empty session."""
         loaded = self.store(self.key)
-        missing = [k for k in self.payload if k not in loaded]
-        if missing:
-            raise RuntimeError(f"the session lost {len(missing)} of {len(self.payload)} keys: "
-                               "the engine rejected its own cookie or lost the record")
+        if any(k not in loaded for k in self.payload):
+            raise RuntimeError("the session lost keys: the engine rejected its own cookie "
+                               "or lost the record")
 
-    def engine(self, cycle: str) -> Callable[[int], float]:
-        store = self.store
-
-        def load(loops: int) -> float:
-            key = self.key
-            started = time.perf_counter()
-            for _ in range(loops):
-                store(key).get(READ_KEY)
-            return time.perf_counter() - started
-
-        def modify(loops: int) -> float:
-            key = self.key
-            started = time.perf_counter()
-            for i in range(loops):
-                session = store(key)
-                session.get(READ_KEY)
+    def engine(self, cycle: str, loops: int) -> float:
+        store, key = self.store, self.key
+        started = time.perf_counter()
+        for i in range(loops):
+            session = store(key)
+            session.get(READ_KEY)
+            if cycle == "modify":
                 session[WRITE_KEY] = i
                 session.save()
                 key = cookie_of(session)
-            elapsed = time.perf_counter() - started
-            self.key = key
-            return elapsed
+        self.key = key
+        return time.perf_counter() - started
 
-        return load if cycle == "load" else modify
-
-    def request(self, cycle: str) -> Callable[[int], float]:
+    def request(self, cycle: str, loops: int) -> float:
         from django.core.handlers.wsgi import WSGIRequest
 
         from benchmarks import app
@@ -134,33 +97,18 @@ class Session:
         middleware = SessionMiddleware(app.read if cycle == "load" else app.write)
         environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "127.0.0.1",
                    "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO()}
-        cookie_name = self.cookie_name
-
-        def run(loops: int) -> float:
-            cookie = self.key
-            started = time.perf_counter()
-            for _ in range(loops):
-                response = middleware(
-                    WSGIRequest({**environ, "HTTP_COOKIE": f"{cookie_name}={cookie}"})
-                )
-                morsel = response.cookies.get(cookie_name)  # type: ignore[union-attr]
-                if morsel is not None and morsel.value:
-                    cookie = morsel.value
-            elapsed = time.perf_counter() - started
-            self.key = cookie
-            return elapsed
-
-        return run
+        name, key = self.cookie_name, self.key
+        started = time.perf_counter()
+        for _ in range(loops):
+            response = middleware(WSGIRequest({**environ, "HTTP_COOKIE": f"{name}={key}"}))
+            morsel = response.cookies.get(name)  # type: ignore[union-attr]
+            if morsel is not None and morsel.value:
+                key = morsel.value
+        self.key = key
+        return time.perf_counter() - started
 
 
 _SESSIONS: dict[tuple[str, int], Session] = {}
-
-
-def cookie_of(session: Any) -> str:
-    """What the session's cookie would hold: the hybrid's signed copy, else the key."""
-    cookie_value = getattr(session, "cookie_value", None)
-    value = cookie_value() if cookie_value is not None else None
-    return str(value or session.session_key)
 
 
 def time_it(loops: int, bench: str) -> float:
@@ -169,7 +117,8 @@ def time_it(loops: int, bench: str) -> float:
     session = _SESSIONS.get((case, size))
     if session is None:
         session = _SESSIONS[case, size] = Session(case, size)
-    elapsed = (session.engine if level == "engine" else session.request)(cycle)(loops)
+    run: Callable[[str, int], float] = session.engine if level == "engine" else session.request
+    elapsed = run(cycle, loops)
     session.check()
     return elapsed
 
@@ -194,26 +143,22 @@ def profile(bench: str, loops: int, top: int = 6) -> list[dict[str, Any]]:
     return rows[:top]
 
 
-# -- the manager ----------------------------------------------------------------------------
-
-
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--profile"]:  # python -m benchmarks.timing --profile BENCH LOOPS
         print(json.dumps(profile(argv[1], int(argv[2]))))
         return
+
     def forward(cmd: list[str], args: Any) -> None:
         cmd.extend(["--cases", args.cases, "--sizes", args.sizes, "--only", args.only])
 
     runner = pyperf.Runner(program_args=("-m", "benchmarks.timing"), add_cmdline_args=forward)
-    runner.argparser.add_argument("--cases", default="",
-                                  help="comma-separated case names (default: the usual ones)")
+    runner.argparser.add_argument("--cases", default="", help="comma-separated case names")
     runner.argparser.add_argument("--sizes", default="100,2048,20480")
     runner.argparser.add_argument("--only", default="", help="a regex on benchmark names")
     args = runner.parse_args(argv)
-    args.inherit_environ = [*(args.inherit_environ or ()), *INHERITED]
+    args.copy_env = True  # the workers need the stores' HYBRID_SESSIONS_BENCH_* variables
     cases = [BY_NAME[n] for n in args.cases.split(",")] if args.cases else select([])
-    sizes = tuple(int(s) for s in args.sizes.split(","))
-    for bench in plan(cases, sizes, args.only):
+    for bench in plan(cases, tuple(int(s) for s in args.sizes.split(",")), args.only):
         runner.bench_time_func(bench, time_it, bench)
 
 
