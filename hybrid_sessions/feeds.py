@@ -81,12 +81,13 @@ class Feed:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._reported_up = 0.0
+        self._running = False  # a thread of this process is in _loop
         _feeds.add(self)
 
     def ensure_running(self) -> None:
         """Start the thread in this process if it is not running (cheap when it is)."""
-        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
-            return
+        if self._running:
+            return  # every request asks: no system call, no lock (a fork resets it)
         with self._lock:
             if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
                 return
@@ -99,12 +100,18 @@ class Feed:
             self._thread = threading.Thread(
                 target=self._loop, name=f"hybrid_sessions feed {self.name}", daemon=True
             )
-            self._thread.start()
+            self._running = True
+            try:
+                self._thread.start()
+            except BaseException:
+                self._running = False
+                raise
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread (tests; a process that ends stops it anyway)."""
         thread = self._thread
         self._stop.set()
+        self._running = False
         self.since = None
         if thread is not None and thread.is_alive():
             thread.join(timeout)
@@ -164,6 +171,8 @@ class Feed:
         finally:
             # However the thread ends, it no longer vouches for anything; the next
             # request's ensure_running() starts another.
+            if self._thread is threading.current_thread():
+                self._running = False
             self.since = None
             self._report_down()
 
@@ -211,9 +220,12 @@ _feeds: weakref.WeakSet[Feed] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    # ensure_running() may have been holding a feed's lock in another thread.
     for feed in list(_feeds):
+        # ensure_running() may have been holding the lock in another thread; and the
+        # listening thread is not here, so nothing it heard vouches for this process.
         feed._lock = threading.Lock()
+        feed._running = False
+        feed.since = None
 
 
 if hasattr(os, "register_at_fork"):

@@ -145,3 +145,30 @@ def test_an_idle_link_stays_up_and_one_that_stops_answering_is_dropped_until_bac
     digest = _digest()
     client.publish(feed.name, message(digest, 2))
     assert _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 2)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with a thread: the point
+@pytest.mark.parametrize("server", ["resp3"], indirect=True)
+def test_a_forked_worker_listens_on_its_own_thread(
+    server: tuple[subprocess.Popen[bytes], redis.Redis[bytes]], feed: Feed
+) -> None:
+    """gunicorn forks workers after the parent listened: the parent's thread is not theirs."""
+    _, client = server
+    digest = _digest()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            fresh = feed.since is None  # what the parent heard stops at the fork
+            feed.ensure_running()
+            if fresh and feed.wait_until_up(10):
+                client.publish(feed.name, message(digest, 4))
+                heard = _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 4, within=5)
+                code = 0 if heard and feed.stats.messages == 1 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert feed.since is not None  # the parent's own thread still listens
+    assert _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 4)

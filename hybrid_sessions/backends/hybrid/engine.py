@@ -44,6 +44,7 @@ class SessionStore(HybridSaving):
 
     #: One announcing store per spill store class and feed mode, for the process.
     _announcing: ClassVar[dict[tuple[type[Any], str], ServerStore]] = {}
+    _last_store: ClassVar[tuple[Any, ServerStore] | None] = None
 
     def __init__(
         self,
@@ -106,12 +107,16 @@ class SessionStore(HybridSaving):
     def get_store(cls) -> ServerStore:
         """The spill engine's store, announcing writes and ends (see ``stores.announcing``)."""
         site = hybrid_settings()
+        last = cls._last_store
+        if last is not None and last[0] is site:
+            return last[1]  # the settings are unchanged: so is the store (every request asks)
         store_class = import_module(site.spill_engine).SessionStore.store_class
         store = cls._announcing.get((store_class, site.feed_mode))
         if store is None:
             store = cls._announcing[store_class, site.feed_mode] = store_class(
                 announce=site.feed_mode
             )
+        cls._last_store = (site, store)
         return store
 
     # -- loading -------------------------------------------------------------------------
