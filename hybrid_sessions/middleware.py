@@ -24,6 +24,7 @@ import inspect
 import ipaddress
 import time
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -112,11 +113,12 @@ class SessionMiddleware(DjangoSessionMiddleware):
         """Django's, then the hybrid's cookie: its value is not its ``session_key``.
 
         Before Django's saves the session, an engine that can keep its cookie
-        within the request-header budget is told how much room it has.
+        within the request-header budget is given the way to work out how much
+        room it has, which it does only if it builds a cookie.
         """
         session = getattr(request, "session", None)
-        if session is not None and hasattr(session, "header_room"):
-            session.header_room = header_room(request, response, session)
+        if session is not None and hasattr(session, "measure_header_room"):
+            session.measure_header_room(partial(header_room, request, response, session))
         response = super().process_response(request, response)
         cookie_value = getattr(session, "cookie_value", None)
         if session is None or cookie_value is None or response.status_code >= 500:

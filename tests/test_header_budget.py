@@ -452,3 +452,25 @@ def test_the_room_is_the_budget_less_the_next_request_but_our_cookie_value(metho
 def test_no_room_is_worked_out_for_a_session_the_request_never_used() -> None:
     request = RequestFactory().get("/static/app.css")
     assert header_room(request, HttpResponse(), SessionStore()) is None
+
+
+def test_the_room_is_worked_out_only_for_a_response_that_builds_a_cookie(
+    spill: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most responses save nothing: they pay nothing for the budget."""
+    import hybrid_sessions.middleware
+
+    measured: list[int | None] = []
+
+    def counting(*args: Any) -> int | None:
+        measured.append(header_room(*args))
+        return measured[-1]
+
+    monkeypatch.setattr(hybrid_sessions.middleware, "header_room", counting)
+    client = browser()
+    value = client.get("/fill/?n=200").json()["value"]
+    assert len(measured) == 1  # the save that built the cookie
+    assert measured[0] is not None
+    for _ in range(3):
+        assert client.get("/read/").json() == {"blob": value}
+    assert len(measured) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from importlib import import_module
 from typing import Any, ClassVar
 
@@ -67,9 +68,8 @@ class SessionStore(HybridSaving):
         self._confirmed = False
         #: Set by the middleware for an unsafe request (POST, PUT, PATCH, DELETE).
         self.guarded = False
-        #: Set by the middleware before the save: the longest cookie value the
-        #: browser's next request has room for. ``None``: only the cookie budgets.
-        self.header_room: int | None = None
+        self._header_room: int | None = None
+        self._measure_room: Callable[[], int | None] | None = None
         self._reset_access()
         if not session_key:
             return
@@ -79,6 +79,25 @@ class SessionStore(HybridSaving):
             self._key = session_key
         else:
             log_rejected(MalformedToken(f"A cookie of {len(session_key)} characters."), type(self))
+
+    @property
+    def header_room(self) -> int | None:
+        """The longest cookie value the browser's next request has room for.
+
+        ``None``: only the cookie budgets apply. Worked out when a cookie is
+        built, by what the middleware passed to :meth:`measure_header_room`.
+        """
+        if self._measure_room is not None:
+            self._header_room, self._measure_room = self._measure_room(), None
+        return self._header_room
+
+    @header_room.setter
+    def header_room(self, value: int | None) -> None:
+        self._header_room, self._measure_room = value, None
+
+    def measure_header_room(self, measure: Callable[[], int | None]) -> None:
+        """Have ``measure`` give :attr:`header_room`, only if a cookie is built (most are not)."""
+        self._measure_room = measure
 
     # -- the key: the token is verified when the key is first needed ----------------
 
