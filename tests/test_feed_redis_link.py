@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import redis
 from redis._parsers import _RESP2Parser, _RESP3Parser
+from redis.utils import HIREDIS_AVAILABLE
 
 from hybrid_sessions.feeds import Feed, message, redis_listener
 from hybrid_sessions.knowledge import GONE, knowledge
@@ -47,8 +48,15 @@ LINKS: dict[str, dict[str, Any]] = {
 }
 
 
+#: redis-py before 6.2 drops RESP3 pushes (subscriptions, messages) when a site forces its
+#: Python parser while hiredis is installed: its own ``PubSub`` hears nothing there either.
+PUSHES_DROPPED = HIREDIS_AVAILABLE and tuple(map(int, redis.__version__.split(".")[:2])) < (6, 2)
+
+
 @pytest.fixture(params=list(LINKS))
 def server(request: Any) -> Iterator[tuple[subprocess.Popen[bytes], redis.Redis[bytes]]]:
+    if request.param == "resp3-python-parser" and PUSHES_DROPPED:
+        pytest.skip(f"redis-py {redis.__version__} drops RESP3 pushes for this parser")
     port = _free_port()
     process = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
