@@ -13,10 +13,9 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,17 +25,13 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from hybrid_sessions.feeds import Feed, message, redis_listener
 from hybrid_sessions.knowledge import GONE, knowledge
+from tests.test_hybrid_processes import _free_port
+from tests.waiting import eventually
 
 pytestmark = [
     pytest.mark.redis,
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 #: Both protocols, each with the C parser and redis-py's own (a site may lack hiredis).
@@ -67,7 +62,7 @@ def server(request: Any) -> Iterator[tuple[subprocess.Popen[bytes], redis.Redis[
         port=port, socket_connect_timeout=2, **LINKS[request.param]
     ))
     try:
-        assert _until(lambda: _answers(client), within=10), "redis-server did not start"
+        assert eventually(lambda: _answers(client), within=10), "redis-server did not start"
         yield process, client
     finally:
         os.kill(process.pid, signal.SIGCONT)
@@ -95,15 +90,6 @@ def _answers(client: redis.Redis[bytes]) -> bool:
         return False
 
 
-def _until(check: Callable[[], bool], within: float = 3.0) -> bool:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def _digest() -> str:
     return secrets.token_hex(32)
 
@@ -114,9 +100,9 @@ def test_each_published_version_and_end_is_learned(
     _, client = server
     digest = _digest()
     client.publish(feed.name, message(digest, 3))
-    assert _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 3)
+    assert eventually(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 3)
     client.publish(feed.name, message(digest, GONE))
-    assert _until(lambda: (knowledge.lookup(digest) or (1, 0))[0] == GONE)
+    assert eventually(lambda: (knowledge.lookup(digest) or (1, 0))[0] == GONE)
     assert feed.stats.messages == 2
 
 
@@ -129,7 +115,7 @@ def test_bytes_that_are_not_a_message_are_dropped_and_the_link_stays_up(
         client.publish(feed.name, junk)
     digest = _digest()
     client.publish(feed.name, message(digest, 7))
-    assert _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 7)
+    assert eventually(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 7)
     assert feed.stats.malformed == 5
     assert (feed.stats.connects, feed.stats.failures) == (1, 0)
 
@@ -144,15 +130,15 @@ def test_an_idle_link_stays_up_and_one_that_stops_answering_is_dropped_until_bac
     os.kill(process.pid, signal.SIGSTOP)  # the socket stays open: only PING can tell
     try:
         # One idle poll sends PING; the next finds no answer and drops the link.
-        assert _until(lambda: feed.since is None, within=5)
+        assert eventually(lambda: feed.since is None, within=5)
         assert feed.stats.failures >= 1
     finally:
         os.kill(process.pid, signal.SIGCONT)
-    assert _until(lambda: feed.since is not None, within=15)
+    assert eventually(lambda: feed.since is not None, within=15)
     assert (feed.since or 0.0) > (first_since or float("inf"))  # a new subscription
     digest = _digest()
     client.publish(feed.name, message(digest, 2))
-    assert _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 2)
+    assert eventually(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 2)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -172,11 +158,11 @@ def test_a_forked_worker_listens_on_its_own_thread(
             feed.ensure_running()
             if fresh and feed.wait_until_up(10):
                 client.publish(feed.name, message(digest, 4))
-                heard = _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 4, within=5)
+                heard = eventually(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 4, within=5)
                 code = 0 if heard and feed.stats.messages == 1 else 1
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert feed.since is not None  # the parent's own thread still listens
-    assert _until(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 4)
+    assert eventually(lambda: (knowledge.lookup(digest) or (0, 0))[0] == 4)

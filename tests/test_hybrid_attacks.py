@@ -34,6 +34,7 @@ from hybrid_sessions.feeds import SUBSCRIBED, Feed, message
 from hybrid_sessions.knowledge import CLOCK_SKEW, GONE, knowledge
 from hybrid_sessions.stores.database import CHANNEL
 from hybrid_sessions.stores.sql import listening_connection
+from tests.waiting import eventually
 
 from .test_hybrid_engine import (
     COOKIE,
@@ -91,15 +92,6 @@ def feed(request: pytest.FixtureRequest, db: None, settings: Any) -> Iterator[tu
             yield live, inject
 
 
-def heard(check: Callable[[], bool], within: float = 3.0) -> bool:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def version_of(value: str) -> int:
     parsed = parse(value, SessionStore().serializer)
     assert parsed is not None
@@ -125,7 +117,7 @@ def test_an_injected_message_never_vouches_for_a_logged_out_cookie(
     with later(61):  # the cookie is past the window: it must be checked
         before = live.stats.messages
         inject(message(key, version_of(stolen)))  # "this session is at the cookie's version"
-        assert heard(lambda: live.stats.messages > before)
+        assert eventually(lambda: live.stats.messages > before)
         thief.cookies[COOKIE] = stolen
         assert thief.get("/whoami/").content == b""
         assert thief.post("/change/").content == b""
@@ -147,7 +139,7 @@ def test_an_injected_message_never_lets_a_replayed_cookie_roll_a_counter_back(
     with later(61):
         before = live.stats.messages
         inject(message(key, version_of(replay)))
-        assert heard(lambda: live.stats.messages > before)
+        assert eventually(lambda: live.stats.messages > before)
         attacker.cookies[COOKIE] = replay
         assert attacker.post("/attempt/").status_code == 429
 
@@ -172,7 +164,7 @@ def test_malformed_messages_are_counted_and_never_take_the_feed_down(
         inject(text)
     good = secrets.token_hex(32)  # unknown to this process: only this message can tell it
     inject(message(good, 7))
-    assert heard(lambda: (knowledge.lookup(good) or (0, 0.0))[0] == 7)
+    assert eventually(lambda: (knowledge.lookup(good) or (0, 0.0))[0] == 7)
     assert live.stats.malformed - malformed == len(hostile)
     assert live.stats.failures == failures
     assert live.since == since  # never down: cookies issued meanwhile stay vouched for
@@ -360,7 +352,7 @@ def test_a_feed_whose_thread_died_vouches_for_nothing_and_is_restarted() -> None
     dying = Feed("dies", listener)
     try:
         dying.ensure_running()
-        assert heard(lambda: dying._thread is not None and not dying._thread.is_alive())
+        assert eventually(lambda: dying._thread is not None and not dying._thread.is_alive())
         assert dying.since is None
         dying.ensure_running()
         assert dying.wait_until_up()

@@ -32,6 +32,7 @@ from hybrid_sessions.knowledge import (
 )
 from hybrid_sessions.stores.base import digest
 from hybrid_sessions.stores.redis import RedisStore
+from tests.waiting import eventually
 
 from .test_hybrid_engine import (
     COOKIE,
@@ -274,15 +275,6 @@ def redis_spill(db: None, settings: Any) -> Spill:
     return _use_spill("cache", settings)
 
 
-def heard(check: Any, within: float = 2.0) -> bool:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 class AnotherProcessStore(RedisStore):
     """The Redis spill store as another process holds it: its writes reach us by the feed only."""
 
@@ -304,9 +296,11 @@ def test_the_redis_feed_tells_this_process_of_another_process_write_and_end(
     record = other.get(key)
     assert record is not None
     other.compare_and_set(key, record.version, record.data, SessionStore()._meta({"a": 1}))
-    assert heard(lambda: (knowledge.lookup(key) or (0, 0))[0] == record.version + 1)
+    assert eventually(
+        lambda: (knowledge.lookup(key) or (0, 0))[0] == record.version + 1, within=2.0
+    )
     other.delete(key)
-    assert heard(lambda: (knowledge.lookup(key) or (1, 0))[0] == GONE)
+    assert eventually(lambda: (knowledge.lookup(key) or (1, 0))[0] == GONE, within=2.0)
     assert redis_feed.stats.messages >= 2
 
 
@@ -328,7 +322,7 @@ def test_revocations_only_mode_publishes_ends_but_not_versions(
     time.sleep(0.3)
     assert feed.stats.messages == before
     session.delete()
-    assert heard(lambda: feed.stats.messages == before + 1)
+    assert eventually(lambda: feed.stats.messages == before + 1, within=2.0)
 
 
 @pytest.mark.redis
@@ -343,7 +337,7 @@ def test_after_a_reconnection_older_cookies_are_checked_once(redis_feed: Feed) -
     connection = get_redis_connection("default")
     killed = connection.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     assert killed >= 1
-    assert heard(lambda: (redis_feed.since or 0) > first_since, within=10)
+    assert eventually(lambda: (redis_feed.since or 0) > first_since, within=10.0)
     with later(0):
         from .test_hybrid_engine import redis_round_trips
 

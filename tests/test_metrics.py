@@ -7,8 +7,7 @@ scrape would see it, and compared with what the request demonstrably did.
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from hybrid_sessions.backends.hybrid import record_digest
 from hybrid_sessions.feeds import Feed, stop_all
 from tests.engines import ENGINES, Engine
 from tests.prometheus_recorder import PrometheusRecorder
+from tests.waiting import eventually
 
 COOKIE = django_settings.SESSION_COOKIE_NAME
 SERVER_ENGINES = [e for e in ENGINES if e.server_side]
@@ -217,15 +217,6 @@ def test_refused_cookies_are_counted_by_reason(scrape: Scrape) -> None:
 # -- the feed --------------------------------------------------------------------------------------
 
 
-def eventually(check: Callable[[], bool], within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 @pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis), "postgres"])
 def live_feed(
     request: pytest.FixtureRequest, transactional_db: None, settings: Any
@@ -249,14 +240,18 @@ def test_the_feed_reports_its_health_messages_and_the_lag_of_ends(
     live_feed: Feed, scrape: Scrape
 ) -> None:
     name = live_feed.name
-    assert eventually(lambda: scrape.value(metrics.FEED_UP, feed=name) == 1)
+    assert eventually(lambda: scrape.value(metrics.FEED_UP, feed=name) == 1, within=5.0)
     client = Client()
     client.get("/write/", {"a": "1"})  # a creation is news to nobody: not published
     client.get("/write/", {"a": "2"})
-    assert eventually(lambda: scrape.total(metrics.FEED_MESSAGES, feed=name, kind="version") == 1)
+    assert eventually(
+        lambda: scrape.total(metrics.FEED_MESSAGES, feed=name, kind="version") == 1, within=5.0
+    )
     assert api.end_sessions([record_digest(client.cookies[COOKIE].value) or ""]) == 1
-    assert eventually(lambda: scrape.total(metrics.FEED_MESSAGES, feed=name, kind="end") == 1)
-    assert eventually(lambda: scrape.observations(metrics.FEED_LAG, feed=name)[0] == 1)
+    assert eventually(
+        lambda: scrape.total(metrics.FEED_MESSAGES, feed=name, kind="end") == 1, within=5.0
+    )
+    assert eventually(lambda: scrape.observations(metrics.FEED_LAG, feed=name)[0] == 1, within=5.0)
     _, lag = scrape.observations(metrics.FEED_LAG, feed=name)
     assert 0 < lag < 5
     live_feed.stop()
