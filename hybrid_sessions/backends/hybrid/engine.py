@@ -19,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 
 from ... import metrics
-from ...conf import DEFAULT_COOKIE_KEYS, conf
+from ...conf import DEFAULT_COOKIE_KEYS, SettingsCache, conf
 from ...cookies import log_rejected
 from ...exceptions import MalformedToken, SessionStoreUnavailable
 from ...knowledge import CLOCK_SKEW, GONE, Decision, Token, decide, knowledge, now
@@ -45,7 +45,6 @@ class SessionStore(HybridSaving):
 
     #: One announcing store per spill store class and feed mode, for the process.
     _announcing: ClassVar[dict[tuple[type[Any], str], ServerStore]] = {}
-    _last_store: ClassVar[tuple[Any, ServerStore] | None] = None
 
     def __init__(
         self,
@@ -125,18 +124,7 @@ class SessionStore(HybridSaving):
     @classmethod
     def get_store(cls) -> ServerStore:
         """The spill engine's store, announcing writes and ends (see ``stores.announcing``)."""
-        site = hybrid_settings()
-        last = cls._last_store
-        if last is not None and last[0] is site:
-            return last[1]  # the settings are unchanged: so is the store (every request asks)
-        store_class = import_module(site.spill_engine).SessionStore.store_class
-        store = cls._announcing.get((store_class, site.feed_mode))
-        if store is None:
-            store = cls._announcing[store_class, site.feed_mode] = store_class(
-                announce=site.feed_mode
-            )
-        cls._last_store = (site, store)
-        return store
+        return _spill_store()  # every request asks: looked up again only when settings change
 
     # -- loading -------------------------------------------------------------------------
 
@@ -341,6 +329,20 @@ class SessionStore(HybridSaving):
         return self._digest_of(
             self.session_key if session_key is None else session_key, expired_too=True
         )
+
+
+def _announcing_store() -> ServerStore:
+    site = hybrid_settings()
+    store_class = import_module(site.spill_engine).SessionStore.store_class
+    store = SessionStore._announcing.get((store_class, site.feed_mode))
+    if store is None:
+        store = SessionStore._announcing[store_class, site.feed_mode] = store_class(
+            announce=site.feed_mode
+        )
+    return store
+
+
+_spill_store = SettingsCache(_announcing_store)
 
 
 def record_digest(value: str | None) -> str | None:
